@@ -18,15 +18,21 @@ extern crate alloc;
 
 pub mod abi;
 pub mod abort;
+pub mod binary;
+pub mod builder;
 pub mod entity;
 pub mod ir;
 pub mod limits;
 pub mod opcode;
 pub mod text;
 pub mod types;
+pub mod verifier;
 
 pub use abort::AbortReason;
 pub use entity::{Block, FuncRef, ImportRef, Region, Value};
 pub use ir::{BlockCall, BlockData, BlockParam, Function, Import, Inst, InstData, Module, Resources};
 pub use opcode::{Format, IntCC, Opcode};
 pub use types::{HandleKind, Signature, Type};
+pub use binary::{decode, encode, DecodeError, EncodeError};
+pub use text::{parse, ParseError};
+pub use verifier::{verify, Verified, VerifyError, VerifyErrors};

@@ -17,3 +17,6 @@
 mod print;
 
 pub use print::FunctionWithIndex;
+mod parse;
+
+pub use parse::{parse, ParseError, ParseErrorKind};
