@@ -41,6 +41,10 @@ pub enum AbortReason {
     Deadlock,
     /// The graft was detached or its owner exited while the call was running. Code 14.
     Detached,
+    /// The caller of the graft broke its contract (wrong entry arguments, a missing region,
+    /// a callable returning a value of the wrong type): a kernel bug, reported instead of a
+    /// panic. Code 15.
+    HostContract,
 }
 
 impl AbortReason {
@@ -61,6 +65,7 @@ impl AbortReason {
             AbortReason::StackOverflow => 12,
             AbortReason::Deadlock => 13,
             AbortReason::Detached => 14,
+            AbortReason::HostContract => 15,
         }
     }
 
@@ -89,6 +94,7 @@ impl AbortReason {
             12 => AbortReason::StackOverflow,
             13 => AbortReason::Deadlock,
             14 => AbortReason::Detached,
+            15 => AbortReason::HostContract,
             _ => return None,
         })
     }
@@ -102,6 +108,25 @@ impl AbortReason {
     pub const fn from_u64(packed: u64) -> Option<AbortReason> {
         AbortReason::from_code((packed >> 32) as u32, packed as u32)
     }
+
+    /// Every variant (payloads zero), for tables and tests.
+    pub const ALL: [AbortReason; 15] = [
+        AbortReason::OutOfBounds,
+        AbortReason::DivisionByZero,
+        AbortReason::IntegerOverflow,
+        AbortReason::OutOfFuel,
+        AbortReason::CallDepthExceeded,
+        AbortReason::Explicit(0),
+        AbortReason::CallableFailed(0),
+        AbortReason::Watchdog,
+        AbortReason::LockTimeout,
+        AbortReason::ResourceLimit,
+        AbortReason::InvalidResult,
+        AbortReason::StackOverflow,
+        AbortReason::Deadlock,
+        AbortReason::Detached,
+        AbortReason::HostContract,
+    ];
 
     /// The variant name, as written in test expectations (`aborts OutOfFuel`).
     pub const fn name(self) -> &'static str {
@@ -120,6 +145,7 @@ impl AbortReason {
             AbortReason::StackOverflow => "StackOverflow",
             AbortReason::Deadlock => "Deadlock",
             AbortReason::Detached => "Detached",
+            AbortReason::HostContract => "HostContract",
         }
     }
 }
@@ -141,6 +167,23 @@ impl fmt::Display for AbortReason {
             AbortReason::StackOverflow => f.write_str("graft stack overflow"),
             AbortReason::Deadlock => f.write_str("lock request would deadlock"),
             AbortReason::Detached => f.write_str("graft detached during the call"),
+            AbortReason::HostContract => f.write_str("the kernel broke the graft calling contract"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip() {
+        for (i, r) in AbortReason::ALL.into_iter().enumerate() {
+            assert_eq!(r.code() as usize, i + 1);
+            assert_eq!(AbortReason::from_u64(r.to_u64()), Some(r));
+        }
+        let r = AbortReason::Explicit(0xdead_beef);
+        assert_eq!(AbortReason::from_u64(r.to_u64()), Some(r));
+        assert_eq!(AbortReason::from_code(0, 0), None);
     }
 }
