@@ -1,0 +1,57 @@
+//! `boot`: the host side of running the kernel.
+//!
+//! `boot image KERNEL OUT` builds a BIOS disk image from the kernel ELF; `boot run IMAGE` boots it
+//! in QEMU with the serial console on stdout, a time-out, and QEMU killed if we are. The guest
+//! reports its verdict through the `isa-debug-exit` device: status 33 is success, anything else
+//! (35, a crash, a hang) is a failure.
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod qemu;
+mod testlog;
+
+#[derive(Parser)]
+#[command(about = "Build the kernel's disk image and run it in QEMU")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build a BIOS-bootable disk image from the kernel ELF.
+    Image {
+        /// The kernel ELF (built for x86_64-unknown-none).
+        kernel: PathBuf,
+        /// Where to write the disk image.
+        out: PathBuf,
+    },
+    /// Boot a disk image in QEMU with the serial console on stdout.
+    Run(qemu::RunArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Image { kernel, out } => {
+            if !kernel.is_file() {
+                eprintln!("boot: kernel ELF {} not found", kernel.display());
+                return ExitCode::from(1);
+            }
+            // The bootloader's own progress lines would drown the kernel's console: warnings only.
+            let mut config = bootloader::BootConfig::default();
+            config.log_level = bootloader_boot_config::LevelFilter::Warn;
+            config.frame_buffer_logging = false;
+            match bootloader::BiosBoot::new(&kernel).set_boot_config(&config).create_disk_image(&out) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("boot: creating {} failed: {e:#}", out.display());
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Run(args) => qemu::run(&args),
+    }
+}

@@ -1,0 +1,111 @@
+//! Reads the in-kernel test harness's output: `running N kernel tests`, one `test NAME ... ok` or
+//! `test NAME ... FAILED` line per test, and `ktest: P passed, F failed` at the end. The runner
+//! counts for itself, so that a crash or hang mid-run is still reported with what did run.
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct TestLog {
+    /// How many tests the kernel said it would run.
+    pub announced: Option<usize>,
+    pub passed: Vec<String>,
+    pub failed: Vec<String>,
+    /// The kernel's own summary `(passed, failed)`, if it got that far.
+    pub summary: Option<(usize, usize)>,
+}
+
+impl TestLog {
+    pub fn feed(&mut self, line: &str) {
+        let line = line.trim_end();
+        if let Some(rest) = line.strip_prefix("running ").and_then(|r| r.strip_suffix(" kernel tests")) {
+            self.announced = rest.parse().ok();
+        } else if let Some(rest) = line.strip_prefix("test ") {
+            if let Some((name, verdict)) = rest.split_once(" ... ") {
+                if verdict == "ok" {
+                    self.passed.push(name.to_string());
+                } else if verdict.starts_with("FAILED") && !self.failed.iter().any(|n| n == name) {
+                    self.failed.push(name.to_string());
+                }
+            }
+        } else if let Some(rest) = line.strip_prefix("ktest: ") {
+            self.summary = parse_summary(rest);
+        }
+    }
+
+    /// Tests announced but never reported (the run stopped early).
+    pub fn not_run(&self) -> usize {
+        self.announced.unwrap_or(0).saturating_sub(self.passed.len() + self.failed.len())
+    }
+
+    /// Whether the run, as seen on the console, passed: something ran, nothing failed, all that
+    /// was announced was reported, and the kernel's summary agrees with what we counted.
+    pub fn passed(&self) -> bool {
+        let counted = (self.passed.len(), self.failed.len());
+        self.announced.is_some_and(|n| n > 0)
+            && self.failed.is_empty()
+            && self.not_run() == 0
+            && self.summary == Some(counted)
+    }
+
+    /// The closing line: tests that did not run because the kernel stopped count as failed.
+    pub fn summary_line(&self) -> String {
+        let failed = self.failed.len() + self.not_run();
+        let mut line = format!("kernel: {} passed, {} failed", self.passed.len(), failed);
+        if self.announced.is_none() {
+            line = format!("kernel: {} passed, {} failed", self.passed.len(), failed.max(1));
+        }
+        line
+    }
+}
+
+fn parse_summary(s: &str) -> Option<(usize, usize)> {
+    let (p, f) = s.split_once(" passed, ")?;
+    let f = f.strip_suffix(" failed")?;
+    Some((p.parse().ok()?, f.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log(lines: &[&str]) -> TestLog {
+        let mut l = TestLog::default();
+        for line in lines {
+            l.feed(line);
+        }
+        l
+    }
+
+    #[test]
+    fn a_clean_run_passes() {
+        let l = log(&["running 2 kernel tests", "test a::b ... ok", "[ 0.1] INFO x: y", "test a::c ... ok\r", "ktest: 2 passed, 0 failed"]);
+        assert!(l.passed());
+        assert_eq!(l.summary_line(), "kernel: 2 passed, 0 failed");
+    }
+
+    #[test]
+    fn a_failed_test_fails_the_run() {
+        let l = log(&["running 2 kernel tests", "test a ... FAILED", "    check failed (x.rs:1)", "test b ... ok", "ktest: 1 passed, 1 failed"]);
+        assert!(!l.passed());
+        assert_eq!(l.summary_line(), "kernel: 1 passed, 1 failed");
+    }
+
+    #[test]
+    fn a_crash_counts_the_crashed_and_unrun_tests_as_failed() {
+        let l = log(&["running 4 kernel tests", "test a ... ok", "test b ... FAILED (kernel panic)", "KERNEL PANIC: boom"]);
+        assert!(!l.passed());
+        assert_eq!(l.not_run(), 2);
+        assert_eq!(l.summary_line(), "kernel: 1 passed, 3 failed");
+    }
+
+    #[test]
+    fn no_output_at_all_is_a_failure() {
+        let l = log(&[]);
+        assert!(!l.passed());
+        assert_eq!(l.summary_line(), "kernel: 0 passed, 1 failed");
+    }
+
+    #[test]
+    fn a_summary_that_disagrees_with_the_lines_is_a_failure() {
+        let l = log(&["running 1 kernel tests", "test a ... ok", "ktest: 2 passed, 0 failed"]);
+        assert!(!l.passed());
+    }
+}

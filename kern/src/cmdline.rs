@@ -1,0 +1,106 @@
+//! The kernel command line: `key=value` words separated by spaces, passed by the runner through
+//! QEMU's fw_cfg. Unknown keys are errors, so a typo is reported rather than silently ignored.
+use alloc::string::{String, ToString};
+use core::fmt;
+
+use log::LevelFilter;
+
+/// What the kernel does once booted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Run the demonstration and power off.
+    #[default]
+    Demo,
+    /// An interactive console on the serial port.
+    Shell,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cmdline {
+    pub mode: Mode,
+    pub log_level: LevelFilter,
+    /// Only run in-kernel tests whose name contains this.
+    pub test_filter: Option<String>,
+}
+
+impl Default for Cmdline {
+    fn default() -> Self {
+        Cmdline { mode: Mode::Demo, log_level: LevelFilter::Info, test_filter: None }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CmdlineError {
+    UnknownKey(String),
+    MissingValue(String),
+    BadValue { key: String, value: String, expected: &'static str },
+}
+
+impl fmt::Display for CmdlineError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            CmdlineError::UnknownKey(k) => write!(f, "unknown command-line key `{k}` (known: mode, log, test)"),
+            CmdlineError::MissingValue(k) => write!(f, "command-line key `{k}` needs a value (`{k}=...`)"),
+            CmdlineError::BadValue { key, value, expected } => {
+                write!(f, "`{key}={value}`: expected {expected}")
+            }
+        }
+    }
+}
+
+pub fn parse(line: &str) -> Result<Cmdline, CmdlineError> {
+    let mut c = Cmdline::default();
+    for word in line.split_whitespace() {
+        let (key, value) = word.split_once('=').ok_or_else(|| CmdlineError::MissingValue(word.to_string()))?;
+        let bad = |expected| CmdlineError::BadValue { key: key.to_string(), value: value.to_string(), expected };
+        match key {
+            "mode" => {
+                c.mode = match value {
+                    "demo" => Mode::Demo,
+                    "shell" => Mode::Shell,
+                    _ => return Err(bad("demo or shell")),
+                }
+            }
+            "log" => {
+                c.log_level = match value {
+                    "off" => LevelFilter::Off,
+                    "error" => LevelFilter::Error,
+                    "warn" => LevelFilter::Warn,
+                    "info" => LevelFilter::Info,
+                    "debug" => LevelFilter::Debug,
+                    "trace" => LevelFilter::Trace,
+                    _ => return Err(bad("off, error, warn, info, debug or trace")),
+                }
+            }
+            "test" => c.test_filter = Some(value.to_string()),
+            _ => return Err(CmdlineError::UnknownKey(key.to_string())),
+        }
+    }
+    Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_line_gives_defaults() {
+        assert_eq!(parse("  "), Ok(Cmdline::default()));
+    }
+
+    #[test]
+    fn parses_every_key() {
+        let c = parse("mode=shell log=debug test=memory").unwrap();
+        assert_eq!(c.mode, Mode::Shell);
+        assert_eq!(c.log_level, LevelFilter::Debug);
+        assert_eq!(c.test_filter.as_deref(), Some("memory"));
+    }
+
+    #[test]
+    fn typos_are_reported() {
+        assert_eq!(parse("mdoe=shell"), Err(CmdlineError::UnknownKey("mdoe".into())));
+        assert_eq!(parse("shell"), Err(CmdlineError::MissingValue("shell".into())));
+        assert!(matches!(parse("log=loud"), Err(CmdlineError::BadValue { .. })));
+        assert!(parse("mode=gui").unwrap_err().to_string().contains("demo or shell"));
+    }
+}
