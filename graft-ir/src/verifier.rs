@@ -779,7 +779,7 @@ impl FnCheck<'_, '_> {
         match ty {
             Some(t) if t.is_int() => Some(t),
             Some(t) => {
-                self.err(Rule::Types, at, format!("{op} needs an integer operand, but {val} is a {t}"));
+                self.err(Rule::Types, at, format!("{op} needs an integer operand, but {val} has type {t}"));
                 None
             }
             None => None,
@@ -809,7 +809,7 @@ impl FnCheck<'_, '_> {
                     self.err(
                         Rule::BranchTargets,
                         at,
-                        format!("argument {arg} is a {t}, but {}'s parameter {} is a {}", call.block, param.value, param.ty),
+                        format!("argument {arg} has type {t}, but {}'s parameter {} has type {}", call.block, param.value, param.ty),
                     );
                 }
             }
@@ -825,7 +825,7 @@ impl FnCheck<'_, '_> {
         for (i, ((arg, ty), want)) in args.iter().zip(tys).zip(params).enumerate() {
             if let Some(t) = ty {
                 if t != *want {
-                    self.err(Rule::Calls, at, format!("argument {i} ({arg}) of {callee} is a {t}, expected {want}"));
+                    self.err(Rule::Calls, at, format!("argument {i} ({arg}) of {callee} has type {t}, expected {want}"));
                 }
             }
         }
@@ -1009,7 +1009,7 @@ impl FnCheck<'_, '_> {
                     (Some(want), Some(a)) => {
                         if let Some(t) = t {
                             if t != want {
-                                self.err(Rule::Returns, at, format!("returns {a}, a {t}, but the function returns {want}"));
+                                self.err(Rule::Returns, at, format!("returns {a} of type {t}, but the function returns {want}"));
                             }
                         }
                     }

@@ -573,10 +573,12 @@ impl Parser {
                 blocks.push(BlockData { params, insts: Vec::new() });
                 continue;
             }
+            if blocks.is_empty() {
+                return self.expected("a block header (`b0:`) before the first instruction");
+            }
             let inst = self.inst()?;
-            match blocks.last_mut() {
-                Some(b) => b.insts.push(inst),
-                None => return self.expected("a block header (`b0:`) before the first instruction"),
+            if let Some(b) = blocks.last_mut() {
+                b.insts.push(inst);
             }
         }
     }
