@@ -95,16 +95,17 @@ mod runner {
     use crate::kprintln;
 
     unsafe extern "C" {
-        static __start_ktests: KTest;
-        static __stop_ktests: KTest;
+        // Declared as bytes: only their addresses are used.
+        static __start_ktests: u8;
+        static __stop_ktests: u8;
     }
 
     fn registry() -> &'static [KTest] {
         // SAFETY: the linker places every `KTest` record of the `ktests` section between these
         // two symbols, and nothing else goes into that section.
         unsafe {
-            let start = core::ptr::addr_of!(__start_ktests);
-            let stop = core::ptr::addr_of!(__stop_ktests);
+            let start = core::ptr::addr_of!(__start_ktests).cast::<KTest>();
+            let stop = core::ptr::addr_of!(__stop_ktests).cast::<KTest>();
             let len = (stop as usize - start as usize) / core::mem::size_of::<KTest>();
             core::slice::from_raw_parts(start, len)
         }

@@ -203,6 +203,83 @@ fn reserve_l4_slot(taken: &mut [bool; 512]) -> Option<VirtAddr> {
 }
 
 static MMIO: Mutex<Window> = Mutex::new(Window { next: 0, end: 0 });
+static CODE: Mutex<Window> = Mutex::new(Window { next: 0, end: 0 });
+
+/// Machine code the kernel generated, published read-only and executable. It was written
+/// through a writable mapping that no longer exists: no page is ever writable and executable at
+/// once. Dropping it unmaps the pages and frees their frames.
+pub struct ExecCode {
+    base: VirtAddr,
+    len: usize,
+    pages: u64,
+}
+
+impl ExecCode {
+    /// Address of the first byte.
+    pub fn base(&self) -> VirtAddr {
+        self.base
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether `addr` lies inside this code.
+    pub fn contains(&self, addr: u64) -> bool {
+        addr >= self.base.as_u64() && addr < self.base.as_u64() + self.len as u64
+    }
+
+    /// The published bytes.
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: the pages stay mapped (read-only) for as long as `self` lives.
+        unsafe { core::slice::from_raw_parts(self.base.as_ptr::<u8>(), self.len) }
+    }
+}
+
+impl Drop for ExecCode {
+    fn drop(&mut self) {
+        for i in 0..self.pages {
+            let page = Page::<Size4KiB>::containing_address(self.base + i * PAGE_SIZE);
+            match unmap(page) {
+                Ok(frame) => {
+                    if let Err(e) = free_frame(frame) {
+                        log::error!("freeing code frame: {e}");
+                    }
+                }
+                Err(e) => log::error!("unmapping code: {e}"),
+            }
+        }
+    }
+}
+
+/// Copies `code` into fresh pages of the code window, then makes them read-only and
+/// executable.
+pub fn publish_code(code: &[u8]) -> Result<ExecCode, MapError> {
+    let pages = (code.len().max(1) as u64).div_ceil(PAGE_SIZE);
+    let base = {
+        let mut w = CODE.lock();
+        let base = w.next;
+        // One unmapped guard page between consecutive code blobs.
+        if base + (pages + 1) * PAGE_SIZE > w.end {
+            return Err(MapError::OutOfFrames);
+        }
+        w.next += (pages + 1) * PAGE_SIZE;
+        VirtAddr::new(base)
+    };
+    map_fresh(base, pages * PAGE_SIZE, PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE)?;
+    // SAFETY: the range was just mapped writable for us alone.
+    unsafe { core::ptr::copy_nonoverlapping(code.as_ptr(), base.as_mut_ptr::<u8>(), code.len()) };
+    let exec = ExecCode { base, len: code.len(), pages };
+    for i in 0..pages {
+        // Read-only and executable: PRESENT only (update_flags adds it), no WRITABLE, no NX.
+        update_flags(Page::containing_address(base + i * PAGE_SIZE), PageTableFlags::empty())?;
+    }
+    Ok(exec)
+}
 
 /// Maps device memory (uncached) and returns its virtual address.
 pub fn map_mmio(phys: PhysAddr, len: u64) -> Result<VirtAddr, MapError> {
@@ -331,6 +408,8 @@ pub fn init(phys_offset: Option<u64>, regions: &MemoryRegions) -> Result<(), Ini
     let heap = reserve_l4_slot(&mut taken).ok_or(InitError::NoFreeAddressSpace)?;
     let mmio = reserve_l4_slot(&mut taken).ok_or(InitError::NoFreeAddressSpace)?;
     *MMIO.lock() = Window { next: mmio.as_u64(), end: mmio.as_u64() + (1 << 39) };
+    let code = reserve_l4_slot(&mut taken).ok_or(InitError::NoFreeAddressSpace)?;
+    *CODE.lock() = Window { next: code.as_u64(), end: code.as_u64() + (1 << 39) };
 
     let base = heap.as_u64();
     map_fresh(heap, INITIAL_HEAP, PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE).map_err(InitError::Map)?;
@@ -426,6 +505,23 @@ mod ktests {
             let fault = crate::arch::probe_read_u64(page.start_address().as_u64());
             check_eq!(fault.map_err(|f| f.addr), Err(page.start_address().as_u64()));
             check!(free_frame(frame).is_ok());
+            Ok(())
+        }
+
+        fn published_code_is_executable_and_never_writable() -> TestResult {
+            // mov eax, 42; ret
+            let code = publish_code(&[0xB8, 42, 0, 0, 0, 0xC3]).expect("publish");
+            let (_, flags) = translate(code.base()).expect("mapped");
+            check!(!flags.contains(PageTableFlags::WRITABLE), "code page is writable: {flags:?}");
+            check!(!flags.contains(PageTableFlags::NO_EXECUTE), "code page is not executable: {flags:?}");
+            // SAFETY: the bytes are a complete function returning 42 under the C ABI.
+            let f: extern "C" fn() -> u32 = unsafe { core::mem::transmute(code.base().as_u64()) };
+            check_eq!(f(), 42);
+            let frames_before = frame_stats().allocated;
+            let base = code.base();
+            drop(code);
+            check_eq!(translate(base), None);
+            check_eq!(frame_stats().allocated, frames_before - 1);
             Ok(())
         }
 
