@@ -360,11 +360,10 @@ impl<H: Host> Machine<'_, '_, H> {
                     InstData::Return { arg } => return Ok(arg.map(get)),
                     InstData::Abort { code } => return Err(AbortReason::Explicit(*code)),
                 };
-                if let (Some(r), Some(bits)) = (inst.result, result) {
-                    if let Some(slot) = vals.get_mut(r.index()) {
+                if let (Some(r), Some(bits)) = (inst.result, result)
+                    && let Some(slot) = vals.get_mut(r.index()) {
                         *slot = bits;
                     }
-                }
             }
             // The verifier guarantees every block ends in a terminator, so `next` is set.
             let dest = next.ok_or(AbortReason::HostContract)?;

@@ -8,7 +8,7 @@ pub const MAX_BLOB_SIZE: usize = 1 << 20;
 /// Most functions in a module.
 pub const MAX_FUNCTIONS: usize = 1024;
 /// Most blocks in one function.
-pub const MAX_BLOCKS: usize = 16 * 1024;
+pub const MAX_BLOCKS: usize = 64 * 1024;
 /// Most instructions in one block (terminator included).
 pub const MAX_BLOCK_INSTS: usize = 64 * 1024;
 /// Most instructions in the whole module.

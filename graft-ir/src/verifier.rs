@@ -432,11 +432,10 @@ impl<'m> Verifier<'m> {
             callables.push(c);
             if !c.importable {
                 err(self, format!("`{}` is privileged: grafts may never import it", c.name));
-            } else if let Some(p) = self.point {
-                if !p.allows(c.name) {
+            } else if let Some(p) = self.point
+                && !p.allows(c.name) {
                     err(self, format!("`{}` may not be imported by a graft at `{}`", c.name, p.name));
                 }
-            }
             let expected = c.signature();
             if imp.sig != expected {
                 err(self, format!("`{}` has signature {expected}, not {}", c.name, imp.sig));
@@ -804,15 +803,14 @@ impl FnCheck<'_, '_> {
             return;
         }
         for ((arg, ty), param) in call.args.iter().zip(arg_tys).zip(&target.params) {
-            if let Some(t) = ty {
-                if t != param.ty {
+            if let Some(t) = ty
+                && t != param.ty {
                     self.err(
                         Rule::BranchTargets,
                         at,
                         format!("argument {arg} has type {t}, but {}'s parameter {} has type {}", call.block, param.value, param.ty),
                     );
                 }
-            }
         }
     }
 
@@ -823,11 +821,10 @@ impl FnCheck<'_, '_> {
             return;
         }
         for (i, ((arg, ty), want)) in args.iter().zip(tys).zip(params).enumerate() {
-            if let Some(t) = ty {
-                if t != *want {
+            if let Some(t) = ty
+                && t != *want {
                     self.err(Rule::Calls, at, format!("argument {i} ({arg}) of {callee} has type {t}, expected {want}"));
                 }
-            }
         }
     }
 
@@ -892,11 +889,10 @@ impl FnCheck<'_, '_> {
                 let tb = self.use_value(args[1], b, pos, at);
                 let ta = self.int_operand(ta, args[0], op, at);
                 let tb = self.int_operand(tb, args[1], op, at);
-                if let (Some(x), Some(y)) = (ta, tb) {
-                    if x != y {
+                if let (Some(x), Some(y)) = (ta, tb)
+                    && x != y {
                         self.err(Rule::Types, at, format!("{op} operands differ in type: {} is {x}, {} is {y}", args[0], args[1]));
                     }
-                }
                 ta.or(tb)
             }
             InstData::Unary { arg, .. } => {
@@ -919,16 +915,14 @@ impl FnCheck<'_, '_> {
                 let tc = self.use_value(args[0], b, pos, at);
                 let ta = self.use_value(args[1], b, pos, at);
                 let tb = self.use_value(args[2], b, pos, at);
-                if let Some(t) = tc {
-                    if t != Type::I8 {
+                if let Some(t) = tc
+                    && t != Type::I8 {
                         self.err(Rule::Types, at, format!("select condition {} must be an i8, not {t}", args[0]));
                     }
-                }
-                if let (Some(x), Some(y)) = (ta, tb) {
-                    if x != y {
+                if let (Some(x), Some(y)) = (ta, tb)
+                    && x != y {
                         self.err(Rule::Types, at, format!("select arms differ in type: {} is {x}, {} is {y}", args[1], args[2]));
                     }
-                }
                 ta.or(tb)
             }
             InstData::Convert { ty, arg, .. } => {
@@ -994,11 +988,10 @@ impl FnCheck<'_, '_> {
                 None
             }
             InstData::Brif { cond, then_dest, else_dest } => {
-                if let Some(t) = self.use_value(*cond, b, pos, at) {
-                    if t != Type::I8 {
+                if let Some(t) = self.use_value(*cond, b, pos, at)
+                    && t != Type::I8 {
                         self.err(Rule::Types, at, format!("brif condition {cond} must be an i8, not {t}"));
                     }
-                }
                 self.block_args(then_dest, b, pos, at);
                 self.block_args(else_dest, b, pos, at);
                 None
@@ -1007,11 +1000,10 @@ impl FnCheck<'_, '_> {
                 let t = arg.and_then(|a| self.use_value(a, b, pos, at));
                 match (self.func.sig.ret, arg) {
                     (Some(want), Some(a)) => {
-                        if let Some(t) = t {
-                            if t != want {
+                        if let Some(t) = t
+                            && t != want {
                                 self.err(Rule::Returns, at, format!("returns {a} of type {t}, but the function returns {want}"));
                             }
-                        }
                     }
                     (Some(want), None) => self.err(Rule::Returns, at, format!("the function returns {want}, but no value is given")),
                     (None, Some(a)) => self.err(Rule::Returns, at, format!("the function returns nothing, but {a} is given")),
@@ -1025,11 +1017,10 @@ impl FnCheck<'_, '_> {
 
     #[allow(clippy::too_many_arguments)]
     fn address(&mut self, region: Region, offset: Value, imm: u32, width: u32, store: bool, b: u32, pos: usize, at: &At<'_>) {
-        if let Some(t) = self.use_value(offset, b, pos, at) {
-            if t != Type::I32 && t != Type::I64 {
+        if let Some(t) = self.use_value(offset, b, pos, at)
+            && t != Type::I32 && t != Type::I64 {
                 self.err(Rule::Types, at, format!("offset {offset} must be an i32 or i64, not {t}"));
             }
-        }
         if imm > MAX_IMM_OFFSET {
             self.err(Rule::StaticBounds, at, format!("static offset {imm} exceeds the limit of {MAX_IMM_OFFSET}"));
         }

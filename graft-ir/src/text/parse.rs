@@ -348,9 +348,9 @@ impl Parser {
 
     /// An entity written `<prefix><u32>`.
     fn entity(&mut self, prefix: &'static str, what: &'static str) -> Result<u32, ParseError> {
-        if let Tok::Ident(s) = self.peek() {
-            if let Some(digits) = s.strip_prefix(prefix) {
-                if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        if let Tok::Ident(s) = self.peek()
+            && let Some(digits) = s.strip_prefix(prefix)
+                && !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
                     if let Ok(n) = digits.parse::<u32>() {
                         self.bump();
                         return Ok(n);
@@ -358,8 +358,6 @@ impl Parser {
                     let s = s.clone();
                     return self.error(ParseErrorKind::NumberOutOfRange(s));
                 }
-            }
-        }
         self.expected(what)
     }
 
@@ -381,11 +379,10 @@ impl Parser {
         let name = self.ident("a type")?;
         if name == "handle" {
             self.punct('<', "`<` after `handle`")?;
-            let kind_at = self.pos;
             let kind = self.ident("a handle kind (`page`, `thread`, `file`, `lock`)")?;
             self.punct('>', "`>`")?;
             return HandleKind::from_name(&kind).map(Type::Handle).ok_or_else(|| {
-                self.pos = kind_at;
+                self.pos = at;
                 let (line, col) = self.here();
                 ParseError { line, col, kind: ParseErrorKind::UnknownType(alloc::format!("handle<{kind}>")) }
             });
@@ -683,12 +680,11 @@ impl Parser {
             Format::Store | Format::Jump | Format::Brif | Format::Return | Format::Abort => Some(false),
             _ => Some(true),
         };
-        if let Some(required) = produces {
-            if required != result.is_some() {
+        if let Some(required) = produces
+            && required != result.is_some() {
                 self.pos = at;
                 return self.error(ParseErrorKind::ResultMismatch { opcode: op.name(), required });
             }
-        }
         self.end_of_line()?;
         Ok(Inst { result, data })
     }
@@ -706,7 +702,7 @@ impl Parser {
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
     let b = s.as_bytes();
-    if b.len() % 2 != 0 {
+    if !b.len().is_multiple_of(2) {
         return None;
     }
     b.chunks(2)
