@@ -147,7 +147,7 @@ pub static CALLABLES: &[Callable] = &[
     Callable { id: 4, name: "lock.acquire", params: &[LOCK], ret: Some(Type::I32), cost: 32,
         importable: true, doc: "Acquire the lock for the rest of the transaction (two-phase); returns 0; a contested lock may abort LockTimeout or Deadlock." },
     Callable { id: 5, name: "lock.release", params: &[LOCK], ret: Some(Type::I32), cost: 16,
-        importable: true, doc: "Mark the lock for release at commit (locks are held until commit or abort); returns 0." },
+        importable: true, doc: "Release a lock this call holds (the kernel defers the real release to the end of the transaction, two-phase); returns 0; a lock not held fails LOCK_STATE." },
     Callable { id: 6, name: "mem.alloc", params: &[Type::I32], ret: Some(Type::I32), cost: 32,
         importable: true, doc: "Allocate n bytes of kernel memory charged to the installer; returns an allocation number; over the limit aborts ResourceLimit; freed on abort." },
     Callable { id: 7, name: "mem.free", params: &[Type::I32], ret: Some(Type::I32), cost: 16,

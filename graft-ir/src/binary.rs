@@ -143,3 +143,6 @@ pub fn decode(bytes: &[u8]) -> Result<Module, DecodeError> {
     }
     Ok(module)
 }
+
+impl core::error::Error for DecodeError {}
+impl core::error::Error for EncodeError {}

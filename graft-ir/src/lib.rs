@@ -6,10 +6,27 @@
 //! every abort). It does not compile anything: `graft-jit` lowers a [`Verified`] module to
 //! machine code. It is `no_std` + `alloc` and builds for the kernel and the host alike.
 //!
-//! ```ignore
-//! let module = graft_ir::decode(blob)?;              // or graft_ir::parse(text)?
-//! let verified = graft_ir::verify(module)?;          // errors print as a verifier log
-//! let r = graft_ir::interpret(&verified, &args, &mut regions, fuel, &mut host);
+//! ```
+//! use graft_ir::{interp::{initial_data, DataValue}, mock::MockHost};
+//!
+//! let text = "graft vm.pick_victim
+//! resources data_size=8 fuel=100
+//!
+//! function fn0(i32) -> i32 {
+//! b0(v0: i32):
+//!     v1 = load.i32 r1[v0 + 12]
+//!     return v1
+//! }";
+//! let module = graft_ir::parse(text)?;                  // or graft_ir::decode(&blob)?
+//! let blob = graft_ir::encode(&module)?;                // what graftc ships to the kernel
+//! let verified = graft_ir::verify(graft_ir::decode(&blob)?)?; // Err prints a verifier log
+//! let mut data = initial_data(verified.module());
+//! let mut cands = [0u8; 16];
+//! cands[12] = 7;
+//! let mut regions: Vec<&mut [u8]> = vec![&mut data, &mut cands];
+//! let r = graft_ir::interpret(&verified, &[DataValue::I32(0)], &mut regions, 100, &mut MockHost::default());
+//! assert_eq!(r, Ok(DataValue::I32(7)));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]

@@ -1087,3 +1087,6 @@ fn format_of(d: &InstData) -> Format {
         InstData::Abort { .. } => Format::Abort,
     }
 }
+
+impl core::error::Error for VerifyError {}
+impl core::error::Error for VerifyErrors {}

@@ -713,3 +713,5 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
         })
         .collect()
 }
+
+impl core::error::Error for ParseError {}
