@@ -102,6 +102,29 @@ pub enum Rule {
 }
 
 impl Rule {
+    /// Every check, in order.
+    pub const ALL: [Rule; 19] = [
+        Rule::GraftPoint,
+        Rule::Resources,
+        Rule::SizeLimits,
+        Rule::Imports,
+        Rule::EntrySignature,
+        Rule::FunctionName,
+        Rule::EntryBlock,
+        Rule::Terminators,
+        Rule::BranchTargets,
+        Rule::ValueNumbering,
+        Rule::Dominance,
+        Rule::Format,
+        Rule::Types,
+        Rule::Immediates,
+        Rule::Regions,
+        Rule::Rights,
+        Rule::StaticBounds,
+        Rule::Calls,
+        Rule::Returns,
+    ];
+
     /// The check's number in the module documentation.
     pub const fn number(self) -> u32 {
         self as u32

@@ -13,11 +13,13 @@
 //!
 //! `GRAFT_BLESS=1` prints each rejected file's full verifier log (to review the log format).
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
 
 use graft_ir::interp::{initial_data, run, DataValue};
 use graft_ir::mock::MockHost;
+use graft_ir::verifier::Rule;
 use graft_ir::{parse, verify, AbortReason, FuncRef, HandleKind, Type};
 
 fn hex(s: &str) -> Vec<u8> {
@@ -55,8 +57,9 @@ fn arg(s: &str, ty: Type) -> DataValue {
     DataValue::from_bits(ty, parse_int(s) as u64)
 }
 
-/// Returns the number of (verifier-error files, run cases) checked.
-fn check_file(path: &Path) -> (usize, usize) {
+/// Returns the number of (verifier-error files, run cases) checked, and adds the rules of
+/// the verifier errors seen to `rules`.
+fn check_file(path: &Path, rules: &mut BTreeSet<Rule>) -> (usize, usize) {
     let name = path.display();
     let src = fs::read_to_string(path).unwrap();
     let directives: Vec<(&str, &str)> = src
@@ -90,7 +93,10 @@ fn check_file(path: &Path) -> (usize, usize) {
     if !errors.is_empty() {
         let log = match result {
             Ok(_) => panic!("{name}: verified, but errors were expected: {errors:?}"),
-            Err(e) => e.to_string(),
+            Err(e) => {
+                rules.extend(e.errors.iter().map(|e| e.rule));
+                e.to_string()
+            }
         };
         if std::env::var_os("GRAFT_BLESS").is_some() {
             println!("--- {name}\n{log}");
@@ -177,12 +183,20 @@ fn filetests() {
     paths.retain(|p| p.extension().is_some_and(|e| e == "gir"));
     paths.sort();
     let (mut rejected, mut runs) = (0, 0);
+    let mut rules = BTreeSet::new();
     for p in &paths {
-        let (r, n) = check_file(p);
+        let (r, n) = check_file(p, &mut rules);
         rejected += r;
         runs += n;
     }
-    println!("{} files: {rejected} rejected programs, {runs} run cases", paths.len());
+    println!(
+        "{} files: {rejected} rejected programs covering {} of {} verifier rules, {runs} run cases",
+        paths.len(),
+        rules.len(),
+        Rule::ALL.len()
+    );
+    let missing: Vec<&str> = Rule::ALL.iter().filter(|r| !rules.contains(r)).map(|r| r.name()).collect();
+    assert!(missing.is_empty(), "no rejected file exercises rules {missing:?}");
     assert!(rejected >= 40, "only {rejected} rejected programs");
     assert!(runs >= 20, "only {runs} run cases");
 }
