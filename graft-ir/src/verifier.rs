@@ -222,6 +222,59 @@ impl VerifyErrors {
     }
 }
 
+impl VerifyErrors {
+    /// The log with context: every function that has errors is printed in full, each error
+    /// under its offending line (or under the block or function header), the way a compiler
+    /// shows a diagnostic in the source. Module-level errors come first.
+    pub fn annotate(&self, module: &Module) -> String {
+        use core::fmt::Write;
+        let mut out = String::new();
+        let note = |out: &mut String, e: &VerifyError, indent: &str| {
+            let _ = writeln!(out, "{indent}; ^ error[{}]: {}", e.rule.name(), e.message);
+        };
+        for e in self.errors.iter().filter(|e| e.location.func.is_none()) {
+            let _ = writeln!(out, "{e}");
+        }
+        for (fi, func) in module.functions.iter().enumerate() {
+            let f = Some(FuncRef(fi as u32));
+            let mine: Vec<&VerifyError> = self.errors.iter().filter(|e| e.location.func == f).collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let name = if func.name.is_empty() { String::new() } else { format!(" {}", func.name) };
+            let _ = writeln!(out, "function fn{fi}{name}{} {{", func.sig);
+            for e in mine.iter().filter(|e| e.location.block.is_none()) {
+                note(&mut out, e, "");
+            }
+            for (bi, b) in func.blocks.iter().enumerate() {
+                let here = |e: &&&VerifyError| e.location.block == Some(Block(bi as u32));
+                let _ = write!(out, "b{bi}");
+                if !b.params.is_empty() {
+                    let ps: Vec<String> = b.params.iter().map(|p| format!("{}: {}", p.value, p.ty)).collect();
+                    let _ = write!(out, "({})", ps.join(", "));
+                }
+                out.push_str(":\n");
+                for e in mine.iter().filter(here).filter(|e| e.location.inst.is_none()) {
+                    note(&mut out, e, "");
+                }
+                for (ii, inst) in b.insts.iter().enumerate() {
+                    let _ = writeln!(out, "    {inst}");
+                    for e in mine.iter().filter(here).filter(|e| e.location.inst == Some(ii)) {
+                        note(&mut out, e, "    ");
+                    }
+                }
+            }
+            out.push_str("}\n");
+        }
+        if self.dropped > 0 {
+            let _ = writeln!(out, "... and {} more errors", self.dropped);
+        }
+        let n = self.count();
+        let _ = write!(out, "verification failed: {n} error{}", if n == 1 { "" } else { "s" });
+        out
+    }
+}
+
 impl fmt::Display for VerifyErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for e in &self.errors {

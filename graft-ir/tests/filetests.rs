@@ -11,7 +11,8 @@
 //! - `; fuel: N` — the fuel for the following runs (default: the module's).
 //! - `; after: rK = HEX` — after the preceding run, region rK starts with these bytes.
 //!
-//! `GRAFT_BLESS=1` prints each rejected file's full verifier log (to review the log format).
+//! `GRAFT_BLESS=1` prints each rejected file's verifier log, plain and annotated (to review
+//! the log format).
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -95,12 +96,16 @@ fn check_file(path: &Path, rules: &mut BTreeSet<Rule>) -> (usize, usize) {
             Ok(_) => panic!("{name}: verified, but errors were expected: {errors:?}"),
             Err(e) => {
                 rules.extend(e.errors.iter().map(|e| e.rule));
+                let annotated = e.annotate(&module);
+                for err in &e.errors {
+                    assert!(annotated.contains(&err.message), "{name}: annotated log lacks `{}`", err.message);
+                }
+                if std::env::var_os("GRAFT_BLESS").is_some() {
+                    println!("--- {name}\n{e}\n{annotated}");
+                }
                 e.to_string()
             }
         };
-        if std::env::var_os("GRAFT_BLESS").is_some() {
-            println!("--- {name}\n{log}");
-        }
         for want in &errors {
             assert!(log.contains(want), "{name}: log does not contain `{want}`:\n{log}");
         }
