@@ -12,6 +12,7 @@ pub mod cmdline;
 pub mod graft;
 pub mod ktest;
 pub mod memory;
+pub mod sync;
 
 #[cfg(target_os = "none")]
 pub mod arch;

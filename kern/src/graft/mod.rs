@@ -1,4 +1,9 @@
 //! The graft runtime: transactions, locks reachable from grafts, and (as they land) graft points,
 //! callables, the loader and dispatch.
+pub mod callables;
 pub mod locks;
+pub mod runtime;
+pub mod state;
 pub mod txn;
+#[cfg(any(test, feature = "ktest"))]
+mod tests;

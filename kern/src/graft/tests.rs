@@ -1,0 +1,245 @@
+//! Tests of the graft runtime that run both on the host (`cargo test`) and in the kernel
+//! (`ktest`): every abort cause leaves the state callables can reach exactly as it was, frees
+//! every lock and every graft allocation, and lets the default answer; commits persist and their
+//! deferred actions run exactly once.
+use alloc::format;
+use alloc::string::String;
+
+use graft_ir::AbortReason;
+use graft_ir::interp::DataValue;
+
+use super::callables::LOCKS;
+use super::locks::Owner;
+use super::runtime::{self, GraftId, Outcome};
+use super::state::{self, ProcessId};
+use super::txn::TxnLog;
+use crate::ktest::{TestFailure, TestResult};
+use crate::{check, check_eq};
+
+const POINT: &str = "vm.pick_victim";
+
+fn fail(message: String) -> TestFailure {
+    TestFailure { message, file: file!(), line: line!() }
+}
+
+/// A `vm.pick_victim` graft whose entry first changes kernel state (a counter, an allocation, a
+/// lock) and then runs `tail`, which ends the block.
+fn graft_text(extra_fns: &str, tail: &str) -> String {
+    format!(
+        "graft {POINT}
+resources data_size=64 fuel=100000
+import imp0 = kern.counter_add(i32, i64) -> i64
+import imp1 = mem.alloc(i32) -> i32
+import imp2 = lock.get(i32) -> handle<lock>
+import imp3 = lock.acquire(handle<lock>) -> i32
+import imp4 = mem.free(i32) -> i32
+import imp5 = kern.counter_get(i32) -> i64
+
+function fn0(i32) -> i32 {{
+b0(v0: i32):
+    v1 = iconst.i32 0
+    v2 = iconst.i64 5
+    v3 = call_import imp0(v1, v2)
+    v4 = iconst.i32 100
+    v5 = call_import imp1(v4)
+    v6 = call_import imp2(v1)
+    v7 = call_import imp3(v6)
+{tail}
+}}
+{extra_fns}"
+    )
+}
+
+fn load_text(pid: ProcessId, text: &str) -> Result<GraftId, TestFailure> {
+    let module = graft_ir::parse(text).map_err(|e| fail(format!("parse: {e}")))?;
+    let blob = graft_ir::encode(&module).map_err(|e| fail(format!("encode: {e}")))?;
+    runtime::load(pid, &blob).map_err(|e| fail(format!("load: {e}")))
+}
+
+/// Dispatches the point once with 4 zeroed candidates; the default answers 3.
+fn call(pid: ProcessId, txn: &mut TxnLog, n: i32) -> (i32, Outcome) {
+    let mut cands = [0u8; 64];
+    let point = graft_ir::abi::graft_point(POINT).expect("point");
+    runtime::dispatch(point, pid, txn, &[DataValue::I32(n)], &mut [&mut cands[..]], |v, _| (0..4).contains(&v), |_| 3)
+}
+
+/// Locks of `pid` held by anyone (other tests run in parallel on the host: only this process's
+/// locks are this test's business).
+fn process_locks_held(pid: ProcessId) -> usize {
+    (0..super::callables::LOCKS_PER_PROCESS)
+        .filter_map(|n| super::callables::lock_id(pid, n))
+        .filter(|&l| LOCKS.holder(l).is_some())
+        .count()
+}
+
+fn new_txn(pid: ProcessId) -> TxnLog {
+    TxnLog::new(Owner(pid.0 % 200 + 1), 64, 8)
+}
+
+/// Loads `text` for a fresh process, calls it once and checks the abort left nothing behind.
+fn check_abort(pid: ProcessId, text: &str, arg: i32, expected: AbortReason) -> TestResult {
+    let id = load_text(pid, text)?;
+    runtime::attach(pid, id).map_err(|e| fail(format!("attach: {e}")))?;
+    let mut txn = new_txn(pid);
+    let digest = state::digest(pid);
+    let charged = state::charged(pid);
+    let (answer, outcome) = call(pid, &mut txn, arg);
+    check_eq!(outcome, Outcome::Aborted(expected));
+    check_eq!(answer, 3); // the default's answer
+    check_eq!(state::digest(pid), digest);
+    check_eq!(state::charged(pid), charged);
+    check_eq!(process_locks_held(pid), 0);
+    check_eq!(txn.depth(), 0);
+    let stats = runtime::graft(id).map(|g| g.stats()).unwrap_or_default();
+    check_eq!(stats.calls, 1);
+    check_eq!(stats.aborts_of(expected), 1);
+    check_eq!(stats.commits, 0);
+    runtime::unload(pid, id).map_err(|e| fail(format!("unload: {e}")))?;
+    Ok(())
+}
+
+pub fn abort_out_of_bounds() -> TestResult {
+    // Reads candidate record n * 16 of a 64-byte buffer: n = 4 is past the end.
+    let tail = "    v8 = imul v0, v4\n    v9 = load.i32 r1[v8]\n    return v9";
+    check_abort(ProcessId(301), &graft_text("", tail), 1, AbortReason::OutOfBounds)
+}
+
+pub fn abort_division_by_zero() -> TestResult {
+    let tail = "    v8 = udiv v4, v0\n    return v8";
+    check_abort(ProcessId(302), &graft_text("", tail), 0, AbortReason::DivisionByZero)
+}
+
+pub fn abort_out_of_fuel() -> TestResult {
+    let tail = "    jump b1\nb1:\n    jump b1";
+    check_abort(ProcessId(303), &graft_text("", tail), 0, AbortReason::OutOfFuel)
+}
+
+pub fn abort_explicit() -> TestResult {
+    check_abort(ProcessId(304), &graft_text("", "    abort 42"), 0, AbortReason::Explicit(42))
+}
+
+pub fn abort_callable_failed() -> TestResult {
+    let tail = "    v8 = iconst.i32 99\n    v9 = call_import imp5(v8)\n    return v1";
+    let reason = AbortReason::CallableFailed(graft_ir::abi::errors::BAD_ARGUMENT);
+    check_abort(ProcessId(305), &graft_text("", tail), 0, reason)
+}
+
+pub fn abort_invalid_result() -> TestResult {
+    // Returns 7 for 4 candidates.
+    let tail = "    v8 = iconst.i32 7\n    return v8";
+    check_abort(ProcessId(306), &graft_text("", tail), 0, AbortReason::InvalidResult)
+}
+
+pub fn abort_resource_limit() -> TestResult {
+    // Allocates 4 KiB at a time, forever: the process's memory limit stops it.
+    let tail = "    v8 = iconst.i32 4096\n    jump b1\nb1:\n    v9 = call_import imp1(v8)\n    jump b1";
+    check_abort(ProcessId(307), &graft_text("", tail), 0, AbortReason::ResourceLimit)
+}
+
+pub fn abort_call_depth() -> TestResult {
+    let extra = "function fn1 deep(i32) -> i32 {\nb0(v0: i32):\n    v1 = call fn1(v0)\n    return v1\n}\n";
+    let tail = "    v8 = call fn1(v0)\n    return v8";
+    check_abort(ProcessId(308), &graft_text(extra, tail), 0, AbortReason::CallDepthExceeded)
+}
+
+pub fn abort_lock_timeout() -> TestResult {
+    let pid = ProcessId(309);
+    let id = load_text(pid, &graft_text("", "    return v1"))?;
+    runtime::attach(pid, id).map_err(|e| fail(format!("attach: {e}")))?;
+    let mut txn = new_txn(pid);
+    // The first call creates the process's lock 0, takes it and commits (releasing it).
+    check_eq!(call(pid, &mut txn, 0), (0, Outcome::Committed));
+    let lock = super::callables::lock_id(pid, 0).ok_or_else(|| fail("lock 0 was not created".into()))?;
+    check_eq!(LOCKS.holder(lock), None);
+    // Another thread holds it now: the graft's acquire cannot succeed and the call aborts.
+    let other = Owner(250);
+    check!(LOCKS.try_acquire(lock, other).is_ok());
+    let digest = state::digest(pid);
+    let (answer, outcome) = call(pid, &mut txn, 0);
+    check_eq!(outcome, Outcome::Aborted(AbortReason::LockTimeout));
+    check_eq!(answer, 3);
+    check_eq!(state::digest(pid), digest);
+    check_eq!(LOCKS.holder(lock), Some(other)); // the other holder keeps its lock
+    LOCKS.release(lock, other);
+    check_eq!(process_locks_held(pid), 0);
+    runtime::unload(pid, id).map_err(|e| fail(format!("unload: {e}")))?;
+    Ok(())
+}
+
+pub fn commit_persists_and_runs_deferred_actions_once() -> TestResult {
+    let pid = ProcessId(310);
+    // counter 0 += 5, allocate 100 bytes (kept), then allocate another 100 and free it
+    // (the free is deferred to commit), then return 1.
+    let tail = "    v8 = call_import imp1(v4)\n    v9 = call_import imp4(v8)\n    v10 = iconst.i32 1\n    return v10";
+    let id = load_text(pid, &graft_text("", tail))?;
+    runtime::attach(pid, id).map_err(|e| fail(format!("attach: {e}")))?;
+    let mut txn = new_txn(pid);
+    for round in 1..=2u64 {
+        check_eq!(call(pid, &mut txn, 0), (1, Outcome::Committed));
+        check_eq!(state::counter(pid, 0), Some(5 * round as i64));
+        // One 100-byte allocation kept per call; the freed one is gone exactly once.
+        check_eq!(state::charged(pid), 100 * round);
+        check_eq!(process_locks_held(pid), 0);
+    }
+    let stats = runtime::graft(id).map(|g| g.stats()).unwrap_or_default();
+    check_eq!((stats.calls, stats.commits, stats.total_aborts()), (2, 2, 0));
+    check!(stats.fuel_used > 0);
+    runtime::unload(pid, id).map_err(|e| fail(format!("unload: {e}")))?;
+    Ok(())
+}
+
+pub fn repeated_aborts_detach_the_graft() -> TestResult {
+    let pid = ProcessId(311);
+    let id = load_text(pid, &graft_text("", "    abort 1"))?;
+    runtime::attach(pid, id).map_err(|e| fail(format!("attach: {e}")))?;
+    let mut txn = new_txn(pid);
+    for _ in 0..runtime::DEFAULT_MAX_ABORTS {
+        check_eq!(call(pid, &mut txn, 0).1, Outcome::Aborted(AbortReason::Explicit(1)));
+    }
+    check!(!runtime::graft(id).is_some_and(|g| g.is_attached()), "still attached");
+    check_eq!(call(pid, &mut txn, 0), (3, Outcome::Default));
+    runtime::unload(pid, id).map_err(|e| fail(format!("unload: {e}")))?;
+    Ok(())
+}
+
+pub fn grafts_are_confined_to_their_installer() -> TestResult {
+    let (a, b) = (ProcessId(312), ProcessId(313));
+    let id = load_text(a, &graft_text("", "    return v1"))?;
+    check_eq!(runtime::attach(b, id), Err(runtime::AttachError::NotOwner(id)));
+    runtime::attach(a, id).map_err(|e| fail(format!("attach: {e}")))?;
+    let mut txn = new_txn(b);
+    // Process b has no graft: its calls get the default, and a's graft never runs for it.
+    check_eq!(call(b, &mut txn, 0), (3, Outcome::Default));
+    check_eq!(runtime::graft(id).map(|g| g.stats().calls), Some(0));
+    check!(runtime::load(a, b"not a blob").is_err());
+    runtime::unload(a, id).map_err(|e| fail(format!("unload: {e}")))?;
+    Ok(())
+}
+
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        #[cfg(test)]
+        mod host {
+            $(#[test] fn $name() { if let Err(e) = super::$name() { panic!("{e}") } })*
+        }
+        #[cfg(all(feature = "ktest", target_os = "none"))]
+        mod kernel {
+            $(crate::ktest! { fn $name() -> TestResult { super::$name() } })*
+        }
+    };
+}
+
+both!(
+    abort_out_of_bounds,
+    abort_division_by_zero,
+    abort_out_of_fuel,
+    abort_explicit,
+    abort_callable_failed,
+    abort_invalid_result,
+    abort_resource_limit,
+    abort_call_depth,
+    abort_lock_timeout,
+    commit_persists_and_runs_deferred_actions_once,
+    repeated_aborts_detach_the_graft,
+    grafts_are_confined_to_their_installer,
+);
