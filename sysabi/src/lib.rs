@@ -1,0 +1,238 @@
+//! The system-call interface, shared by the kernel and user programs.
+//!
+//! Calling convention (x86_64 `syscall`): the number in `rax`, arguments in `rdi, rsi, rdx, r10,
+//! r8, r9`; the result comes back in `rax`: a value `>= 0` on success, or `-(error code)`
+//! (see [`Error`]). `rcx` and `r11` are clobbered, as the instruction requires; every other
+//! register is preserved.
+//!
+//! Pointers are user addresses; the kernel checks every one and answers `BadAddress` for memory
+//! that is not mapped and user-accessible, never faulting itself. Strings are (pointer, length)
+//! pairs of UTF-8, never NUL-terminated.
+#![no_std]
+
+use core::fmt;
+
+/// System-call numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub enum Sys {
+    /// `exit(code)`: ends the calling process (all its threads) with `code`. Does not return.
+    Exit = 0,
+    /// `spawn(path, path_len, args, args_len) -> pid`: starts the ramdisk program at `path`
+    /// in a new process of the caller's process group. `args` holds the arguments separated by
+    /// NUL bytes (`args_len` 0 for none); the program's first argument is its path.
+    Spawn = 1,
+    /// `wait(pid) -> exit code`: blocks until child `pid` exits; `NoSuchProcess` if it is not a
+    /// child of the caller.
+    Wait = 2,
+    /// `yield()`: gives up the rest of the time slice.
+    Yield = 3,
+    /// `sleep(ms)`: blocks for at least `ms` milliseconds.
+    Sleep = 4,
+    /// `getpid() -> pid`.
+    GetPid = 5,
+    /// `write(fd, buf, len) -> written`: `fd` 1 or 2 is the console.
+    Write = 6,
+    /// `read(fd, buf, len) -> read`: `fd` 0 is the console; blocks until at least one byte.
+    Read = 7,
+    /// `clock() -> ns`: monotonic time since boot in nanoseconds.
+    Clock = 8,
+    /// `map(len, flags) -> addr`: maps `len` bytes (rounded up to pages) of zeroed,
+    /// read-write memory. `flags` must be 0.
+    Map = 9,
+    /// `unmap(addr, len)`: unmaps pages previously returned by `map`.
+    Unmap = 10,
+    /// `graft_load(blob, blob_len, log, log_len) -> graft id`: verifies and compiles a graft
+    /// blob. On `Rejected`, the verifier's log is copied to `log` (truncated to `log_len`).
+    GraftLoad = 11,
+    /// `graft_attach(id, point, point_len, target_pid) -> 0`: attaches graft `id` to the
+    /// named graft point for process `target_pid` (0: the caller). The target must be the
+    /// caller or in the caller's process group. The point must be the one the graft was
+    /// written for (`WrongPoint` otherwise).
+    GraftAttach = 12,
+    /// `graft_detach(id) -> 0`.
+    GraftDetach = 13,
+    /// `graft_stats(id, out, out_len) -> bytes written`: fills a [`GraftStats`].
+    GraftStats = 14,
+    /// `graft_list(out, max) -> count`: writes the ids (u32) of the caller's loaded grafts.
+    GraftList = 15,
+    /// `file_list(out, out_len) -> bytes`: the ramdisk's file names, each followed by a NUL
+    /// byte; `BufferTooSmall` if they do not fit.
+    FileList = 16,
+    /// `file_read(path, path_len, offset, buf, len) -> bytes read`: reads a ramdisk file; 0 at
+    /// the end.
+    FileRead = 17,
+    /// `thread_spawn(entry, stack_top, arg) -> tid`: a new thread of the caller's process,
+    /// starting at `entry(arg)` (`arg` in `rdi`) on the given stack.
+    ThreadSpawn = 18,
+    /// `thread_exit(code)`: ends the calling thread; the last thread's exit ends the process.
+    ThreadExit = 19,
+    /// `futex_wait(addr, expected, timeout_ms) -> 0`: blocks while the u32 at `addr` equals
+    /// `expected`, until woken or `timeout_ms` passes (0: no time-out; `TimedOut`).
+    FutexWait = 20,
+    /// `futex_wake(addr, count) -> woken`: wakes up to `count` threads waiting on `addr`.
+    FutexWake = 21,
+    /// `gettid() -> tid`.
+    GetTid = 22,
+    /// `points(out, out_len) -> bytes`: the graft points' names, each followed by a NUL byte.
+    GraftPoints = 23,
+}
+
+impl Sys {
+    pub const ALL: [Sys; 24] = [
+        Sys::Exit, Sys::Spawn, Sys::Wait, Sys::Yield, Sys::Sleep, Sys::GetPid, Sys::Write,
+        Sys::Read, Sys::Clock, Sys::Map, Sys::Unmap, Sys::GraftLoad, Sys::GraftAttach,
+        Sys::GraftDetach, Sys::GraftStats, Sys::GraftList, Sys::FileList, Sys::FileRead,
+        Sys::ThreadSpawn, Sys::ThreadExit, Sys::FutexWait, Sys::FutexWake, Sys::GetTid,
+        Sys::GraftPoints,
+    ];
+
+    pub fn from_number(n: u64) -> Option<Sys> {
+        Sys::ALL.get(n as usize).copied()
+    }
+}
+
+/// Error codes: a failed call returns `-(code as i64)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i64)]
+pub enum Error {
+    /// No such system call.
+    NoSys = 1,
+    /// A pointer argument is not mapped user memory of the needed length and rights.
+    BadAddress = 2,
+    /// An argument is out of range (a bad flag, length, file descriptor...).
+    InvalidArgument = 3,
+    /// No such file in the ramdisk.
+    NotFound = 4,
+    /// The file is not a program the kernel can run.
+    NotExecutable = 5,
+    /// No such process, or not a child of the caller.
+    NoSuchProcess = 6,
+    /// Out of memory or another kernel resource.
+    NoMemory = 7,
+    /// The output buffer is too small for the answer.
+    BufferTooSmall = 8,
+    /// The graft blob could not be decoded.
+    BadBlob = 9,
+    /// The verifier rejected the graft; its log was copied to the caller's buffer.
+    Rejected = 10,
+    /// No such graft (or not the caller's).
+    NoSuchGraft = 11,
+    /// No such graft point.
+    NoSuchPoint = 12,
+    /// The graft was written for another graft point.
+    WrongPoint = 13,
+    /// The point's slot for that process already holds a graft.
+    SlotTaken = 14,
+    /// The graft is not attached.
+    NotAttached = 15,
+    /// The caller may not act on that process.
+    PermissionDenied = 16,
+    /// A wait ended by its time-out.
+    TimedOut = 17,
+    /// The value at a futex address differed from the expected one.
+    WouldBlock = 18,
+    /// Too many processes, threads or grafts.
+    TooMany = 19,
+    /// The graft uses a kernel callable that is not implemented yet.
+    Unsupported = 20,
+}
+
+impl Error {
+    pub const ALL: [Error; 20] = [
+        Error::NoSys, Error::BadAddress, Error::InvalidArgument, Error::NotFound,
+        Error::NotExecutable, Error::NoSuchProcess, Error::NoMemory, Error::BufferTooSmall,
+        Error::BadBlob, Error::Rejected, Error::NoSuchGraft, Error::NoSuchPoint,
+        Error::WrongPoint, Error::SlotTaken, Error::NotAttached, Error::PermissionDenied,
+        Error::TimedOut, Error::WouldBlock, Error::TooMany, Error::Unsupported,
+    ];
+
+    pub fn code(self) -> i64 {
+        self as i64
+    }
+
+    pub fn from_code(code: i64) -> Option<Error> {
+        Error::ALL.iter().copied().find(|e| e.code() == code)
+    }
+
+    /// Decodes a raw system-call return value.
+    pub fn result(raw: i64) -> Result<u64, Error> {
+        if raw >= 0 { Ok(raw as u64) } else { Err(Error::from_code(-raw).unwrap_or(Error::NoSys)) }
+    }
+
+    /// The name, as in the documentation (`BadAddress`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Error::NoSys => "NoSys",
+            Error::BadAddress => "BadAddress",
+            Error::InvalidArgument => "InvalidArgument",
+            Error::NotFound => "NotFound",
+            Error::NotExecutable => "NotExecutable",
+            Error::NoSuchProcess => "NoSuchProcess",
+            Error::NoMemory => "NoMemory",
+            Error::BufferTooSmall => "BufferTooSmall",
+            Error::BadBlob => "BadBlob",
+            Error::Rejected => "Rejected",
+            Error::NoSuchGraft => "NoSuchGraft",
+            Error::NoSuchPoint => "NoSuchPoint",
+            Error::WrongPoint => "WrongPoint",
+            Error::SlotTaken => "SlotTaken",
+            Error::NotAttached => "NotAttached",
+            Error::PermissionDenied => "PermissionDenied",
+            Error::TimedOut => "TimedOut",
+            Error::WouldBlock => "WouldBlock",
+            Error::TooMany => "TooMany",
+            Error::Unsupported => "Unsupported",
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Abort reasons are counted in `GraftStats::aborts` by their code (graft-ir's
+/// `AbortReason::code`), index 0 unused.
+pub const ABORT_SLOTS: usize = 16;
+
+/// What `graft_stats` writes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct GraftStats {
+    pub id: u32,
+    /// 1 if attached to its point, else 0.
+    pub attached: u32,
+    /// Index of the graft's point in the kernel's point table (same order as `points`).
+    pub point: u32,
+    pub _pad: u32,
+    pub calls: u64,
+    pub commits: u64,
+    /// Aborts by reason code.
+    pub aborts: [u64; ABORT_SLOTS],
+    /// Fuel spent (IR instructions executed) over all calls.
+    pub fuel_used: u64,
+}
+
+/// Lowest address user programs may use; everything from `USER_END` up is the kernel's.
+pub const USER_START: u64 = 0x0000_0000_0040_0000;
+pub const USER_END: u64 = 0x0000_8000_0000_0000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_and_codes_round_trip() {
+        for (i, s) in Sys::ALL.iter().enumerate() {
+            assert_eq!(*s as u64, i as u64);
+            assert_eq!(Sys::from_number(i as u64), Some(*s));
+        }
+        assert_eq!(Sys::from_number(Sys::ALL.len() as u64), None);
+        for e in Error::ALL {
+            assert_eq!(Error::result(-e.code()), Err(e));
+        }
+        assert_eq!(Error::result(5), Ok(5));
+    }
+}
