@@ -372,6 +372,10 @@ impl Checker<'_> {
             }
         }
         let Some(g) = graft else {
+            // A graft item that failed to parse has been reported already.
+            if self.diags.has_errors() {
+                return None;
+            }
             self.err(
                 Diagnostic::error(Span::new(0, 0), "no `graft` declaration: which graft point does this file implement?")
                     .hint("declare it, e.g. `graft vm.pick_victim(cands: buffer, n: i32) -> i32 { ... }`; `graftc points` lists the points"),
@@ -847,6 +851,7 @@ impl Checker<'_> {
                 let h = self.expr(e, None);
                 out.push(HStmt::Expr(h));
             }
+            StmtKind::Error => {}
             StmtKind::Block(b) => {
                 let inner = self.block(b);
                 out.push(HStmt::If(HExpr::konst(1, Ty::Bool), inner, Vec::new()));
@@ -1208,7 +1213,7 @@ impl Checker<'_> {
                 .also(a.span, format!("`{ta}`"))
                 .also(b.span, format!("`{tb}`"));
             if ta.is_int() && tb.is_int() {
-                d = d.hint(format!("convert one side, e.g. `({}) as {ta}`", "..."));
+                d = d.hint(format!("convert one side with `as`: the right with `as {ta}`, or the left with `as {tb}`"));
             }
             self.err(d);
             return HExpr { kind: HExprKind::Error, ty: if op.is_comparison() { Ty::Bool } else { Ty::Error } };
@@ -1427,7 +1432,8 @@ fn diverges(b: &Block) -> bool {
 
 fn stmt_diverges(s: &StmtKind) -> bool {
     match s {
-        StmtKind::Return(_) | StmtKind::Abort(_) => true,
+        // A statement that did not parse might have returned: do not pile on.
+        StmtKind::Return(_) | StmtKind::Abort(_) | StmtKind::Error => true,
         StmtKind::If { then, els: Some(e), .. } => diverges(then) && diverges(e),
         StmtKind::Block(b) => diverges(b),
         StmtKind::While { cond, body } => matches!(cond.kind, ExprKind::Bool(true)) && !has_break(body),

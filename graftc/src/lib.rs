@@ -90,6 +90,9 @@ pub fn front_end(source: &str, options: Options) -> (Option<check::Program>, Dia
     let mut diags = Diagnostics::default();
     let items = syntax::parse(source, &mut diags);
     let program = check::check(&items, &mut diags, check::CheckOptions { defer_import_rules: options.defer_import_rules });
+    // Lexing runs ahead of parsing, and whole-function checks come last: present everything
+    // in source order.
+    diags.list.sort_by_key(|d| d.primary.0.start);
     (program.filter(|_| !diags.has_errors()), diags)
 }
 

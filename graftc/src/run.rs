@@ -273,3 +273,25 @@ pub fn format_report(r: &RunReport) -> String {
     }
     out
 }
+
+/// A run configuration from `graftc run`-style words (`--arg 3 --buf cands=00ff --calls 2`),
+/// as written on the `// run:` line of a sample.
+pub fn config_from_words(words: &[&str]) -> Result<RunConfig, String> {
+    let mut c = RunConfig { calls: 1, ..RunConfig::default() };
+    let mut it = words.iter();
+    while let Some(w) = it.next() {
+        let mut value = || it.next().copied().ok_or_else(|| format!("`{w}` needs a value"));
+        match *w {
+            "--arg" => c.args.push(value()?.to_string()),
+            "--buf" => {
+                let v = value()?;
+                let (name, text) = v.split_once('=').ok_or_else(|| format!("--buf wants NAME=CONTENTS, got `{v}`"))?;
+                c.buffers.push((name.to_string(), parse_buffer(text)?));
+            }
+            "--calls" => c.calls = value()?.parse().map_err(|_| "--calls wants a count".to_string())?,
+            "--fuel" => c.fuel = Some(value()?.parse().map_err(|_| "--fuel wants a number".to_string())?),
+            other => return Err(format!("unknown option `{other}`")),
+        }
+    }
+    Ok(c)
+}

@@ -8,7 +8,7 @@
 use crate::diag::{Diagnostic, Diagnostics, Span};
 
 /// Deepest nesting of expressions and blocks accepted (keeps every recursive pass bounded).
-pub const MAX_NESTING: usize = 128;
+pub const MAX_NESTING: usize = 256;
 
 // ---------------------------------------------------------------------------------------------
 // Tokens and lexer
@@ -319,6 +319,8 @@ pub enum StmtKind {
     Expr(Expr),
     /// `{ ... }`
     Block(Block),
+    /// A statement that failed to parse (already reported).
+    Error,
 }
 
 /// Binary operators.
@@ -482,10 +484,17 @@ pub enum ExprKind {
 // Parser
 
 struct Parser<'a> {
+    src: &'a str,
     toks: Vec<Token>,
     pos: usize,
     depth: usize,
     diags: &'a mut Diagnostics,
+    /// Where the lexer reported bad characters: the parser stays quiet about the gap they
+    /// leave, which would otherwise be reported twice.
+    lex_errors: Vec<usize>,
+    /// Whether the end of file has been reported inside a block already (every enclosing
+    /// block would report it again).
+    eof_reported: bool,
 }
 
 /// A parse error already reported; the caller recovers.
@@ -500,10 +509,13 @@ const KEYWORDS: &[&str] = &[
 
 /// Parse a whole file. Items that fail to parse are reported and skipped.
 pub fn parse(src: &str, diags: &mut Diagnostics) -> Vec<Item> {
+    let before = diags.list.len();
     let toks = lex(src, diags);
-    let mut p = Parser { toks, pos: 0, depth: 0, diags };
+    let lex_errors = diags.list[before..].iter().map(|d| d.primary.0.start).collect();
+    let mut p = Parser { src, toks, pos: 0, depth: 0, diags, lex_errors, eof_reported: false };
     let mut items = Vec::new();
     while !p.at_eof() {
+        p.depth = 0;
         match p.item() {
             Ok(Some(item)) => items.push(item),
             Ok(None) => {}
@@ -570,6 +582,10 @@ impl Parser<'_> {
 
     fn error_here(&mut self, expected: &str) -> Reported {
         let found = self.peek().clone();
+        let (gap_start, gap_end) = (self.prev_span().end, self.span().start);
+        if self.lex_errors.iter().any(|&p| p >= gap_start && p < gap_end) {
+            return Reported;
+        }
         let mut span = self.span();
         let mut d;
         if matches!(found, Tok::Eof) || (expected == "`;`" && self.pos > 0) {
@@ -589,10 +605,21 @@ impl Parser<'_> {
 
     fn expect_punct(&mut self, p: &'static str) -> PResult<Span> {
         if self.is_punct(p) {
-            Ok(self.bump().span)
-        } else {
-            Err(self.error_here(&format!("`{p}`")))
+            return Ok(self.bump().span);
         }
+        let r = self.error_here(&format!("`{p}`"));
+        // A `;` missing at the end of a line: report it, then go on as if it were there, so
+        // that the statement still counts (its variable stays declared) and the next line is
+        // parsed normally.
+        if p == ";" && self.newline_before() {
+            return Ok(Span::new(self.prev_span().end, self.prev_span().end));
+        }
+        Err(r)
+    }
+
+    fn newline_before(&self) -> bool {
+        let (a, b) = (self.prev_span().end, self.span().start);
+        self.src.get(a..b).is_some_and(|gap| gap.contains('\n'))
     }
 
     fn ident(&mut self, what: &str) -> PResult<Ident> {
@@ -795,17 +822,28 @@ impl Parser<'_> {
                 break;
             }
             if self.at_eof() {
-                self.diags.push(
-                    Diagnostic::error(self.span(), "expected `}`, found end of file")
-                        .label("the file ends here")
-                        .also(open, "this block is never closed"),
-                );
+                if !self.eof_reported {
+                    self.eof_reported = true;
+                    self.diags.push(
+                        Diagnostic::error(self.span(), "expected `}`, found end of file")
+                            .label("the file ends here")
+                            .also(open, "this block is never closed"),
+                    );
+                }
                 self.depth -= 1;
                 return Err(Reported);
             }
-            match self.stmt() {
+            let start = self.span();
+            // Error paths may leave the depth raised; every statement starts from here.
+            let depth = self.depth;
+            let parsed = self.stmt();
+            self.depth = depth;
+            match parsed {
                 Ok(s) => stmts.push(s),
-                Err(Reported) => self.sync_stmt(),
+                Err(Reported) => {
+                    self.sync_stmt();
+                    stmts.push(Stmt { kind: StmtKind::Error, span: start.to(self.prev_span()) });
+                }
             }
         }
         self.depth -= 1;
@@ -920,6 +958,15 @@ impl Parser<'_> {
     }
 
     fn binary(&mut self, min: u8) -> PResult<Expr> {
+        let base = self.depth;
+        let r = self.binary_chain(min);
+        self.depth = base;
+        r
+    }
+
+    // Each operator of a chain nests the tree one level deeper (`a + b + c` is `(a + b) + c`),
+    // so each counts toward the nesting limit, like a parenthesis.
+    fn binary_chain(&mut self, min: u8) -> PResult<Expr> {
         let mut lhs = self.unary()?;
         loop {
             let Tok::Punct(p) = self.peek() else { break };
@@ -928,6 +975,7 @@ impl Parser<'_> {
                 break;
             }
             self.pos += 1;
+            self.enter()?;
             self.enter()?;
             let rhs = self.binary(prec);
             self.depth -= 1;
@@ -969,19 +1017,24 @@ impl Parser<'_> {
             let span = start.to(e.span);
             return Ok(Expr { kind: ExprKind::Unary(op, Box::new(e)), span });
         }
+        let base = self.depth;
         let mut e = self.postfix()?;
         while self.eat_kw("as") {
+            self.enter()?;
             let ty = self.ty()?;
             let span = e.span.to(ty.span());
             e = Expr { kind: ExprKind::Cast(Box::new(e), ty), span };
         }
+        self.depth = base;
         Ok(e)
     }
 
     fn postfix(&mut self) -> PResult<Expr> {
+        let base = self.depth;
         let mut e = self.primary()?;
         while self.is_punct("[") {
             self.pos += 1;
+            self.enter()?;
             let index = self.expr()?;
             let close = self.expect_punct("]")?;
             let mut span = e.span.to(close);
@@ -995,6 +1048,7 @@ impl Parser<'_> {
             };
             e = Expr { kind: ExprKind::Index(Box::new(e), Box::new(index), view), span };
         }
+        self.depth = base;
         Ok(e)
     }
 
