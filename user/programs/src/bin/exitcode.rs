@@ -1,0 +1,17 @@
+//! `exitcode N`: exits with code N (default 0). The tests use it to check that exit codes
+//! travel through `exit`, `spawn` and `wait`.
+#![no_std]
+#![no_main]
+
+use ulib::args::parse_i32;
+
+fn main(args: &[&str]) -> i32 {
+    match args.get(1) {
+        None => 0,
+        Some(s) => parse_i32(s).unwrap_or_else(|| {
+            ulib::eprintln!("exitcode: not a number: {s}");
+            2
+        }),
+    }
+}
+ulib::entry!(main);
