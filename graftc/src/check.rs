@@ -423,6 +423,12 @@ impl Checker<'_> {
             if let Item::Fn(f) = item {
                 let params = f.params.iter().map(|p| self.value_ty(&p.ty)).collect();
                 let ret = f.ret.as_ref().map_or(Ty::Unit, |t| self.value_ty(t));
+                if f.name.name.len() > graft_ir::limits::MAX_NAME_LEN {
+                    self.err(Diagnostic::error(f.name.span, format!("function names are at most {} bytes long", graft_ir::limits::MAX_NAME_LEN)).label("name too long"));
+                }
+                if f.params.len() > graft_ir::limits::MAX_PARAMS {
+                    self.err(Diagnostic::error(f.name.span, format!("`{}` has {} parameters; at most {} are allowed", f.name.name, f.params.len(), graft_ir::limits::MAX_PARAMS)).label("too many parameters"));
+                }
                 if let Some(prev) = self.fns.get(&f.name.name) {
                     let prev = prev.span;
                     self.err(Diagnostic::error(f.name.span, format!("function `{}` is defined twice", f.name.name)).label("second definition").also(prev, "first defined here"));
@@ -791,16 +797,20 @@ impl Checker<'_> {
             }
             StmtKind::Assign { target, op, value } => self.assign(target, *op, value, out),
             StmtKind::If { cond, then, els } => {
+                let before = self.vars.len();
                 let c = self.cond(cond);
                 let t = self.block(then);
                 let e = els.as_ref().map(|b| self.block(b)).unwrap_or_default();
+                self.join_limit(before, &[&t, &e], 0, Span::new(span.start, span.start + 2), "`if`");
                 out.push(HStmt::If(c, t, e));
             }
             StmtKind::While { cond, body } => {
+                let before = self.vars.len();
                 let c = self.cond(cond);
                 self.loops += 1;
                 let b = self.block(body);
                 self.loops -= 1;
+                self.join_limit(before, &[&b], 0, Span::new(span.start, span.start + 5), "loop");
                 out.push(HStmt::While(c, b));
             }
             StmtKind::For { var, start, end, body } => {
@@ -810,11 +820,13 @@ impl Checker<'_> {
                     self.err(Diagnostic::error(start.span.to(end.span), format!("a `for` range is over integers, not `{ty}`")).label("not an integer range"));
                 }
                 self.scopes.push(HashMap::new());
+                let before = self.vars.len();
                 let end_var = self.temp(ty);
                 let v = self.new_var(var, ty, false);
                 self.loops += 1;
                 let b = self.block(body);
                 self.loops -= 1;
+                self.join_limit(before, &[&b], 1, Span::new(span.start, span.start + 3), "loop");
                 self.scopes.pop();
                 out.push(HStmt::For { var: v, end_var, start: s, end: e, body: b });
             }
@@ -856,6 +868,23 @@ impl Checker<'_> {
                 let inner = self.block(b);
                 out.push(HStmt::If(HExpr::konst(1, Ty::Bool), inner, Vec::new()));
             }
+        }
+    }
+
+    /// Variables assigned inside a construct and declared before it become parameters of a
+    /// join block, and the IR caps block parameters; report the construct if it needs more.
+    fn join_limit(&mut self, declared_before: usize, parts: &[&[HStmt]], extra: usize, span: Span, what: &str) {
+        let mut set = std::collections::BTreeSet::new();
+        for p in parts {
+            crate::lower::assigned(p, &mut set);
+        }
+        let n = set.range(..declared_before).count() + extra;
+        if n > graft_ir::limits::MAX_PARAMS {
+            self.err(
+                Diagnostic::error(span, format!("this {what} changes {n} variables declared outside it; at most {} are allowed", graft_ir::limits::MAX_PARAMS))
+                    .label("too many variables carried across")
+                    .hint("keep some of them in a global array, or split the work into functions"),
+            );
         }
     }
 

@@ -112,6 +112,18 @@ pub fn compile(source: &str, options: Options) -> Result<Compiled, CompileError>
         Err(log) if options.defer_import_rules && log.errors.iter().all(|e| e.rule == graft_ir::verifier::Rule::Imports) => {
             Err(CompileError::Rejected { diagnostics: diags.list, log })
         }
+        // Size limits are the only verifier rules the front end does not check ahead: a graft
+        // too large for the kernel is an error in the input, not in the compiler.
+        Err(log) if log.errors.iter().all(|e| e.rule == graft_ir::verifier::Rule::SizeLimits) => {
+            let mut list = diags.list;
+            for e in &log.errors {
+                list.push(
+                    Diagnostic::error(diag::Span::new(0, 0), format!("the graft is too large for the kernel: {}", e.message))
+                        .note("graft-ir's limits bound the kernel's work per graft (graft_ir::limits)"),
+                );
+            }
+            Err(CompileError::Source(list))
+        }
         Err(log) => Err(CompileError::Internal {
             detail: "the verifier rejected the compiler's output".into(),
             log: Some(log),

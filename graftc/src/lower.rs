@@ -78,7 +78,7 @@ struct Lowerer<'a, 'b, 'c> {
 }
 
 /// Variables assigned (or defined) anywhere in `stmts`.
-fn assigned(stmts: &[HStmt], out: &mut BTreeSet<VarId>) {
+pub fn assigned(stmts: &[HStmt], out: &mut BTreeSet<VarId>) {
     for s in stmts {
         match s {
             HStmt::Set(v, _) => {
