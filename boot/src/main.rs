@@ -27,6 +27,9 @@ enum Command {
         kernel: PathBuf,
         /// Where to write the disk image.
         out: PathBuf,
+        /// A file the bootloader loads for the kernel (our tar archive of programs and grafts).
+        #[arg(long)]
+        ramdisk: Option<PathBuf>,
     },
     /// Boot a disk image in QEMU with the serial console on stdout.
     Run(qemu::RunArgs),
@@ -35,7 +38,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Image { kernel, out } => {
+        Command::Image { kernel, out, ramdisk } => {
             if !kernel.is_file() {
                 eprintln!("boot: kernel ELF {} not found", kernel.display());
                 return ExitCode::from(1);
@@ -44,7 +47,16 @@ fn main() -> ExitCode {
             let mut config = bootloader::BootConfig::default();
             config.log_level = bootloader_boot_config::LevelFilter::Warn;
             config.frame_buffer_logging = false;
-            match bootloader::BiosBoot::new(&kernel).set_boot_config(&config).create_disk_image(&out) {
+            let mut boot = bootloader::BiosBoot::new(&kernel);
+            boot.set_boot_config(&config);
+            if let Some(r) = &ramdisk {
+                if !r.is_file() {
+                    eprintln!("boot: ramdisk {} not found", r.display());
+                    return ExitCode::from(1);
+                }
+                boot.set_ramdisk(r);
+            }
+            match boot.create_disk_image(&out) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("boot: creating {} failed: {e:#}", out.display());

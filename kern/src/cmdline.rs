@@ -13,6 +13,19 @@ pub enum Mode {
     Demo,
     /// An interactive console on the serial port.
     Shell,
+    /// The end-to-end tests of user space.
+    Test,
+}
+
+impl Mode {
+    /// The argument `init` gets for this mode.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Demo => "demo",
+            Mode::Shell => "shell",
+            Mode::Test => "test",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,7 +71,8 @@ pub fn parse(line: &str) -> Result<Cmdline, CmdlineError> {
                 c.mode = match value {
                     "demo" => Mode::Demo,
                     "shell" => Mode::Shell,
-                    _ => return Err(bad("demo or shell")),
+                    "test" => Mode::Test,
+                    _ => return Err(bad("demo, shell or test")),
                 }
             }
             "log" => {
@@ -101,6 +115,6 @@ mod tests {
         assert_eq!(parse("mdoe=shell"), Err(CmdlineError::UnknownKey("mdoe".into())));
         assert_eq!(parse("shell"), Err(CmdlineError::MissingValue("shell".into())));
         assert!(matches!(parse("log=loud"), Err(CmdlineError::BadValue { .. })));
-        assert!(parse("mode=gui").unwrap_err().to_string().contains("demo or shell"));
+        assert!(parse("mode=gui").unwrap_err().to_string().contains("demo, shell or test"));
     }
 }

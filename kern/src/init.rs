@@ -23,6 +23,14 @@ pub fn init(boot_info: &'static mut bootloader_api::BootInfo) {
     if let Err(e) = memory::init(boot_info.physical_memory_offset.into_option(), &boot_info.memory_regions) {
         panic!("memory initialisation failed: {e}");
     }
+    enable_write_protect();
+    match boot_info.ramdisk_addr.into_option() {
+        Some(addr) => match crate::fs::ramdisk::init(addr, boot_info.ramdisk_len) {
+            Ok(n) => log::info!("ramdisk: {n} files, {} KiB", boot_info.ramdisk_len / 1024),
+            Err(e) => log::error!("ramdisk unreadable: {e:?}"),
+        },
+        None => log::info!("no ramdisk"),
+    }
     let line = arch::fwcfg::cmdline();
     let cmd = cmdline::parse(&line).unwrap_or_else(|e| {
         log::warn!("{e}; using the defaults");
@@ -31,6 +39,7 @@ pub fn init(boot_info: &'static mut bootloader_api::BootInfo) {
     log::set_max_level(cmd.log_level);
     CMDLINE.call_once(|| cmd);
 
+    log::info!("kernel at {:#x}, physical memory window at {:#x}", kernel_main_addr(), boot_info.physical_memory_offset.into_option().unwrap_or(0));
     let frames = memory::frame_stats();
     log::info!("memory: {} MiB usable, {} KiB used", frames.total * 4 / 1024, frames.allocated * 4);
     match arch::init_interrupts(TICK_HZ) {
@@ -47,10 +56,29 @@ pub fn run() -> ! {
     crate::ktest::run_all(cmdline().test_filter.as_deref());
 
     #[cfg(not(feature = "ktest"))]
-    match cmdline().mode {
-        cmdline::Mode::Demo => demo(),
-        cmdline::Mode::Shell => console::shell(),
+    {
+        let mode = cmdline().mode;
+        if crate::fs::ramdisk::file("bin/init").is_some() {
+            match crate::task::spawn("bin/init", &["bin/init", mode.as_str()], None) {
+                Ok(pid) => log::info!("started init (process {}) in {} mode", pid.0, mode.as_str()),
+                Err(e) => panic!("cannot start bin/init: {e}"),
+            }
+            crate::task::idle();
+        }
+        log::warn!("no bin/init in the ramdisk: kernel console only");
+        match mode {
+            cmdline::Mode::Shell => console::shell(),
+            _ => demo(),
+        }
     }
+}
+
+/// Makes the kernel honour read-only pages too, so that a copy to a read-only user page faults
+/// (and is refused) instead of silently writing it.
+fn enable_write_protect() {
+    use ::x86_64::registers::control::{Cr0, Cr0Flags};
+    // SAFETY: the kernel never writes to its own read-only mappings.
+    unsafe { Cr0::update(|f| f.insert(Cr0Flags::WRITE_PROTECT)) };
 }
 
 /// The non-interactive run of `./run.sh`: show that the machine is up, then power off.
@@ -63,4 +91,8 @@ fn demo() -> ! {
     console::print_status();
     log::info!("demo finished; powering off");
     arch::exit_qemu(arch::QemuExit::Success)
+}
+
+fn kernel_main_addr() -> u64 {
+    init as *const () as u64
 }

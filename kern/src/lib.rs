@@ -19,8 +19,14 @@ pub mod arch;
 #[cfg(target_os = "none")]
 pub mod console;
 #[cfg(target_os = "none")]
+pub mod fs;
+#[cfg(target_os = "none")]
 pub mod init;
 #[cfg(target_os = "none")]
 pub mod logger;
+#[cfg(target_os = "none")]
+pub mod syscall;
+#[cfg(target_os = "none")]
+pub mod task;
 #[cfg(target_os = "none")]
 pub mod time;

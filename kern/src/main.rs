@@ -13,6 +13,10 @@ mod bare {
     pub static BOOTLOADER_CONFIG: BootloaderConfig = {
         let mut config = BootloaderConfig::new_default();
         config.mappings.physical_memory = Some(Mapping::Dynamic);
+        // Everything the bootloader places (kernel image, stack, boot info, physical-memory
+        // window, ramdisk) goes into the higher half, so that the lower half is free for user
+        // address spaces, which share only the kernel's higher-half level-4 entries.
+        config.mappings.dynamic_range_start = Some(0xFFFF_8000_0000_0000);
         config.kernel_stack_size = 512 * 1024;
         config
     };

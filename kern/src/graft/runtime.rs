@@ -85,6 +85,8 @@ pub struct Graft {
     pub limits: Limits,
     pub stats: Stats,
     attached: AtomicBool,
+    /// The process whose slot holds the graft while attached.
+    target: AtomicU32,
     abort_count: AtomicU32,
 }
 
@@ -217,6 +219,7 @@ pub fn load(owner: ProcessId, blob: &[u8]) -> Result<GraftId, LoadError> {
             limits,
             stats: Stats::default(),
             attached: AtomicBool::new(false),
+            target: AtomicU32::new(0),
             abort_count: AtomicU32::new(0),
         };
         t.grafts.insert(id, Arc::new(graft));
@@ -228,21 +231,36 @@ pub fn graft(id: GraftId) -> Option<Arc<Graft>> {
     with_tables(|t| t.grafts.get(&id).cloned())
 }
 
-/// Puts graft `id` into its point's slot for `owner`.
+/// Puts graft `id` into its point's slot for its installer `owner`.
 pub fn attach(owner: ProcessId, id: GraftId) -> Result<(), AttachError> {
+    attach_for(owner, id, owner)
+}
+
+/// Puts graft `id` of `owner` into its point's slot for process `target` (the caller checks
+/// that `owner` may act on `target`). The graft keeps its installer's rights and charges.
+pub fn attach_for(owner: ProcessId, id: GraftId, target: ProcessId) -> Result<(), AttachError> {
     with_tables(|t| {
         let g = t.grafts.get(&id).cloned().ok_or(AttachError::NoSuchGraft(id))?;
         if g.owner != owner {
             return Err(AttachError::NotOwner(id));
         }
-        let key = (point_index(g.point), owner);
+        if g.is_attached() {
+            return Err(AttachError::SlotTaken { point: g.point.name, by: id });
+        }
+        let key = (point_index(g.point), target);
         if let Some(other) = t.slots.get(&key) {
             return Err(AttachError::SlotTaken { point: g.point.name, by: other.id });
         }
         g.attached.store(true, Ordering::Relaxed);
+        g.target.store(target.0, Ordering::Relaxed);
         t.slots.insert(key, g);
         Ok(())
     })
+}
+
+/// Ids of the grafts `owner` has loaded.
+pub fn grafts_of(owner: ProcessId) -> Vec<GraftId> {
+    with_tables(|t| t.grafts.values().filter(|g| g.owner == owner).map(|g| g.id).collect())
 }
 
 /// Empties the slot graft `id` holds; the graft stays loaded (its statistics remain readable).
@@ -252,7 +270,7 @@ pub fn detach(owner: ProcessId, id: GraftId) -> Result<(), AttachError> {
         if g.owner != owner {
             return Err(AttachError::NotOwner(id));
         }
-        let key = (point_index(g.point), owner);
+        let key = (point_index(g.point), ProcessId(g.target.load(Ordering::Relaxed)));
         match t.slots.get(&key) {
             Some(s) if s.id == id => {
                 t.slots.remove(&key);
@@ -335,7 +353,7 @@ pub fn dispatch(
             graft.stats.aborts[reason.code() as usize % 16].fetch_add(1, Ordering::Relaxed);
             let n = graft.abort_count.fetch_add(1, Ordering::Relaxed) + 1;
             log::debug!("{} ({}) aborted: {reason}", graft.id, point.name);
-            if n >= graft.limits.max_aborts && detach(owner, graft.id).is_ok() {
+            if n >= graft.limits.max_aborts && detach(graft.owner, graft.id).is_ok() {
                 log::warn!("{} detached from {} after {n} aborts (last: {reason})", graft.id, point.name);
             }
             (default(buffers), Outcome::Aborted(reason))

@@ -365,6 +365,27 @@ pub fn heap_stats() -> HeapStats {
 
 static HEAP_BASE: Once<u64> = Once::new();
 
+/// The kernel's own level-4 table (the one the bootloader made), whose higher half every user
+/// address space shares.
+static KERNEL_P4: Once<PhysFrame> = Once::new();
+
+pub fn kernel_p4() -> PhysFrame {
+    *KERNEL_P4.get().expect("memory::init has run")
+}
+
+/// Runs `f` on the page tables rooted at `p4` (any address space, active or not).
+pub(super) fn with_tables<R>(p4: PhysFrame, f: impl FnOnce(&mut OffsetPageTable<'static>, &mut dyn X86FrameAllocator<Size4KiB>) -> R) -> R {
+    arch::without_interrupts(|| {
+        // SAFETY: `p4` is a level-4 table owned by an address space (or the kernel's), reached
+        // through the physical window; the kernel lock below serialises all page-table edits.
+        let table = unsafe { &mut *phys_to_virt(p4.start_address()).as_mut_ptr::<PageTable>() };
+        let _guard = mapper().lock();
+        // SAFETY: as above; the offset is the physical window's.
+        let mut pt = unsafe { OffsetPageTable::new(table, VirtAddr::new(*PHYS_OFFSET.get().expect("init"))) };
+        f(&mut pt, &mut PageTableFrames)
+    })
+}
+
 /// Errors that stop memory initialisation (and so the boot).
 #[derive(Debug)]
 pub enum InitError {
@@ -410,6 +431,15 @@ pub fn init(phys_offset: Option<u64>, regions: &MemoryRegions) -> Result<(), Ini
     *MMIO.lock() = Window { next: mmio.as_u64(), end: mmio.as_u64() + (1 << 39) };
     let code = reserve_l4_slot(&mut taken).ok_or(InitError::NoFreeAddressSpace)?;
     *CODE.lock() = Window { next: code.as_u64(), end: code.as_u64() + (1 << 39) };
+    // User address spaces copy the kernel's level-4 entries when they are made: create the
+    // tables under every window now, so that later mappings there are seen by all spaces.
+    for window in [mmio, code] {
+        let page = Page::<Size4KiB>::containing_address(window);
+        map_fresh(window, PAGE_SIZE, PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE).map_err(InitError::Map)?;
+        let frame = unmap(page).map_err(InitError::Map)?;
+        let _ = free_frame(frame);
+    }
+    KERNEL_P4.call_once(|| Cr3::read().0);
 
     let base = heap.as_u64();
     map_fresh(heap, INITIAL_HEAP, PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE).map_err(InitError::Map)?;

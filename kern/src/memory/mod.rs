@@ -9,6 +9,8 @@ pub mod grow;
 mod kernel;
 #[cfg(target_os = "none")]
 pub use kernel::*;
+#[cfg(target_os = "none")]
+pub mod space;
 
 pub const PAGE_SIZE: u64 = 4096;
 

@@ -1,10 +1,12 @@
 //! x86_64 support: serial console, segments, traps, the local APIC timer, QEMU's firmware
 //! configuration device and its exit port.
 pub mod apic;
+pub mod context;
 pub mod fixup;
 pub mod fwcfg;
 pub mod gdt;
 pub mod serial;
+pub mod syscall;
 pub mod trap;
 
 use ::x86_64::instructions::{interrupts, port::Port};
@@ -17,6 +19,7 @@ pub fn init_early() {
     serial::init();
     gdt::init();
     trap::init();
+    syscall::init();
     enable_sse();
 }
 

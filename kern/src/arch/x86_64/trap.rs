@@ -90,6 +90,8 @@ trap_common:
     movq %rsp, %rdi
     cld
     call trap_dispatch
+    .global trap_return
+trap_return:
     popq %rax
     popq %rbx
     popq %rcx
@@ -114,6 +116,24 @@ trap_common:
 
 unsafe extern "C" {
     static trap_stubs: u8;
+}
+
+impl TrapFrame {
+    /// A frame that `trap_return` turns into a first entry to user mode at `rip` with stack
+    /// `rsp`, interrupts enabled, and `rdi`/`rsi` as given.
+    pub fn new_user(rip: u64, rsp: u64, rdi: u64, rsi: u64) -> TrapFrame {
+        let sel = gdt::selectors();
+        TrapFrame {
+            rax: 0, rbx: 0, rcx: 0, rdx: 0, rsi, rdi, rbp: 0,
+            r8: 0, r9: 0, r10: 0, r11: 0, r12: 0, r13: 0, r14: 0, r15: 0,
+            vector: 0, error_code: 0,
+            rip,
+            cs: u64::from(sel.user_code.0) | 3,
+            rflags: 0x202,
+            rsp,
+            ss: u64::from(sel.user_data.0) | 3,
+        }
+    }
 }
 
 /// A 64-bit interrupt gate.
@@ -213,9 +233,11 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
             log::debug!("breakpoint at {:#x}", frame.rip.wrapping_sub(1));
         }
         14 => page_fault(frame),
+        v if v < 32 && frame.cs & 3 == 3 => crate::task::user_fault(frame, exception_name(v), (v == 14).then(Cr2::read_raw)),
         v if v == u64::from(TIMER_VECTOR) => {
             crate::time::on_tick();
             apic::end_of_interrupt();
+            crate::task::on_tick();
         }
         v if v == u64::from(SPURIOUS_VECTOR) => {}
         v if v >= u64::from(PIC_BASE_VECTOR) && v < u64::from(PIC_BASE_VECTOR) + 16 => {
@@ -228,6 +250,9 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
 
 fn page_fault(frame: &mut TrapFrame) {
     let addr = Cr2::read_raw();
+    if frame.cs & 3 == 3 {
+        crate::task::user_fault(frame, "page fault", Some(addr));
+    }
     if fixup::try_fixup(frame, addr) {
         return;
     }
