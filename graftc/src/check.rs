@@ -643,7 +643,7 @@ impl Checker<'_> {
         let size = elem.size();
         let count = len.unwrap_or(1);
         // Align each global to its element size, so that records read naturally in dumps.
-        while data.len() % size as usize != 0 {
+        while !data.len().is_multiple_of(size as usize) {
             data.push(0);
         }
         let offset = data.len() as u32;
@@ -672,11 +672,10 @@ impl Checker<'_> {
                 }
                 ExprKind::ArrayRepeat(x, k) => {
                     let v = self.const_value(x, elem, "an array element");
-                    if let Some(k) = self.const_value(k, Ty::I64, "a repeat count") {
-                        if k != i64::from(n) {
+                    if let Some(k) = self.const_value(k, Ty::I64, "a repeat count")
+                        && k != i64::from(n) {
                             self.err(Diagnostic::error(e.span, format!("`[x; {k}]` initialises an array of {n}")).label("length mismatch"));
                         }
-                    }
                     values.iter_mut().for_each(|s| *s = v.unwrap_or(0));
                 }
                 _ => self.err(
@@ -1190,7 +1189,11 @@ impl Checker<'_> {
             self.err(d);
             return HExpr::error();
         }
-        let imm = if neg { (v as i64).wrapping_neg() } else { v as i64 };
+        // Keep constants in one canonical form per view (sign-extended for signed types), so
+        // that folding and range checks see `0xFFFF_FFFF: i32` as the -1 it is.
+        let raw = if neg { (v as i64).wrapping_neg() } else { v as i64 };
+        let shift = 64 - bits;
+        let imm = if signed { (raw << shift) >> shift } else { raw };
         HExpr::konst(imm, ty)
     }
 
@@ -1397,18 +1400,15 @@ fn widen_to_i64(h: HExpr) -> HExpr {
 /// Split `e + constant` into a dynamic part and a static offset (the IR's `imm`).
 fn split_offset(e: HExpr) -> (Option<Box<HExpr>>, u32) {
     let max = i64::from(graft_ir::limits::MAX_IMM_OFFSET);
-    if let Some(k) = fold(&e) {
-        if (0..=max).contains(&k) {
+    if let Some(k) = fold(&e)
+        && (0..=max).contains(&k) {
             return (None, k as u32);
         }
-    }
-    if let HExprKind::Binary(BinOp::Add, a, b) = &e.kind {
-        if let Some(k) = fold(b) {
-            if (0..=max).contains(&k) {
+    if let HExprKind::Binary(BinOp::Add, a, b) = &e.kind
+        && let Some(k) = fold(b)
+            && (0..=max).contains(&k) {
                 return (Some(a.clone()), k as u32);
             }
-        }
-    }
     (Some(Box::new(e)), 0)
 }
 

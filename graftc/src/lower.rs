@@ -168,11 +168,10 @@ impl Lowerer<'_, '_, '_> {
     fn stmt(&mut self, s: &HStmt) {
         match s {
             HStmt::Set(v, e) => {
-                if let Some(x) = self.expr(e) {
-                    if let Some(slot) = self.env.get_mut(*v) {
+                if let Some(x) = self.expr(e)
+                    && let Some(slot) = self.env.get_mut(*v) {
                         *slot = Some(x);
                     }
-                }
             }
             HStmt::Store(place, e) => {
                 let Some(x) = self.expr(e) else { return };

@@ -136,7 +136,7 @@ pub fn parse_buffer(text: &str) -> Result<Vec<u8>, String> {
         return Ok(s.as_bytes().to_vec());
     }
     let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace() && *b != b'_').collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err("odd number of hex digits".into());
     }
     digits

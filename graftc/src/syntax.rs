@@ -113,13 +113,12 @@ pub fn lex(src: &str, diags: &mut Diagnostics) -> Vec<Token> {
             let mut suffix = None;
             let mut body = digits.as_str();
             for s in INT_SUFFIXES {
-                if let Some(b) = digits.strip_suffix(s) {
-                    if !b.is_empty() {
+                if let Some(b) = digits.strip_suffix(s)
+                    && !b.is_empty() {
                         suffix = Some(s.to_string());
                         body = b;
                         break;
                     }
-                }
             }
             match u64::from_str_radix(body, radix) {
                 Ok(v) => out.push(Token { tok: Tok::Int(v, prefixed, suffix), span }),
@@ -915,14 +914,13 @@ impl Parser<'_> {
             self.expect_punct(";")?;
             return Ok(StmtKind::Assign { target: e, op: None, value });
         }
-        if let Tok::Punct(p) = self.peek() {
-            if let Some(op) = BinOp::compound(p) {
+        if let Tok::Punct(p) = self.peek()
+            && let Some(op) = BinOp::compound(p) {
                 self.pos += 1;
                 let value = self.expr()?;
                 self.expect_punct(";")?;
                 return Ok(StmtKind::Assign { target: e, op: Some(op), value });
             }
-        }
         self.expect_punct(";")?;
         Ok(StmtKind::Expr(e))
     }
@@ -981,9 +979,9 @@ impl Parser<'_> {
             self.depth -= 1;
             let rhs = rhs?;
             // Comparisons do not chain: `a < b < c` is a type error in disguise.
-            if op.is_comparison() {
-                if let Tok::Punct(q) = self.peek() {
-                    if BinOp::binding(q).is_some_and(|(o, _)| o.is_comparison()) {
+            if op.is_comparison()
+                && let Tok::Punct(q) = self.peek()
+                    && BinOp::binding(q).is_some_and(|(o, _)| o.is_comparison()) {
                         let span = self.span();
                         self.diags.push(
                             Diagnostic::error(span, "comparison operators cannot be chained")
@@ -992,8 +990,6 @@ impl Parser<'_> {
                         );
                         return Err(Reported);
                     }
-                }
-            }
             let span = lhs.span.to(rhs.span);
             lhs = Expr { kind: ExprKind::Binary(op, Box::new(lhs), Box::new(rhs)), span };
         }
