@@ -81,6 +81,9 @@ pub unsafe fn syscall0(n: u64) -> i64 {
     unsafe { syscall5(n, 0, 0, 0, 0, 0) }
 }
 
+// The layout documented in docs/syscalls.md; a change there is an ABI change.
+const _: () = assert!(core::mem::size_of::<GraftStats>() == 168);
+
 fn result(raw: i64) -> Result<u64, Error> {
     Error::result(raw)
 }

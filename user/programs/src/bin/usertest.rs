@@ -82,11 +82,10 @@ fn some_graft() -> Result<(u32, String), String> {
         if !f.starts_with("grafts/") || !f.ends_with(".gb") || f.contains("hostile") {
             continue;
         }
-        if let Ok(l) = graft::load_file(&f) {
-            if let Some(p) = l.point {
+        if let Ok(l) = graft::load_file(&f)
+            && let Some(p) = l.point {
                 return Ok((l.id, p));
             }
-        }
     }
     Err("no loadable graft blob under grafts/".into())
 }
@@ -216,7 +215,7 @@ fn map_unmap_round_trip() -> TestResult {
     let len = 3 * 4096 + 100;
     let p = ok!(sys::map(len));
     check!(p as u64 >= sysabi::USER_START && (p as u64) < sysabi::USER_END, "map gave {p:?}");
-    check!(p as u64 % 4096 == 0, "map gave an unaligned address {p:?}");
+    check!((p as u64).is_multiple_of(4096), "map gave an unaligned address {p:?}");
     // SAFETY: `map` returned `len` (rounded up to pages) read-write bytes for us alone.
     let mem = unsafe { core::slice::from_raw_parts_mut(p, 4 * 4096) };
     check!(mem.iter().all(|&b| b == 0), "mapped memory is not zeroed");
@@ -298,7 +297,9 @@ fn threads_and_futex_wake() -> TestResult {
     Ok(())
 }
 
-const TESTS: &[(&str, fn() -> TestResult)] = &[
+type Test = (&'static str, fn() -> TestResult);
+
+const TESTS: &[Test] = &[
     ("write_bad_pointers", write_bad_pointers),
     ("write_bad_fd", write_bad_fd),
     ("read_bad_pointers", read_bad_pointers),
