@@ -67,7 +67,7 @@ enum Command {
         /// Call the graft this many times (its data region persists between calls).
         #[arg(long, default_value_t = 1)]
         calls: u32,
-        /// Use graft-ir's reference interpreter (the only engine available for now).
+        /// Use graft-ir's reference interpreter instead of the JIT (graft-jit's host runner).
         #[arg(long)]
         interp: bool,
     },
@@ -115,9 +115,6 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Run { file, args, bufs, buf_files, fuel, calls, interp } => {
-            // The interpreter is the only host engine today; `--interp` is accepted so that
-            // scripts keep working once a JIT engine becomes the default.
-            let _ = interp;
             let mut buffers = Vec::new();
             for b in &bufs {
                 let Some((name, text)) = b.split_once('=') else {
@@ -146,7 +143,8 @@ fn main() -> ExitCode {
                 }
             }
             let Some(verified) = load_any(&file) else { return fail() };
-            let config = graftc::run::RunConfig { args, buffers, fuel, calls };
+            let engine = if interp { graftc::run::Engine::Interp } else { graftc::run::Engine::Jit };
+            let config = graftc::run::RunConfig { engine, args, buffers, fuel, calls };
             match graftc::run::run(&verified, &config) {
                 Ok(report) => {
                     print!("{}", graftc::run::format_report(&report));

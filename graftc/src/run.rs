@@ -1,5 +1,9 @@
 //! Running a graft on the host against a small model of its graft point.
 //!
+//! Two engines run the graft: graft-jit's host runner (the machine code the kernel would
+//! run, with its sandbox checks) and graft-ir's reference interpreter. They share one
+//! contract, so the model around them is the same.
+//!
 //! The model supplies what the kernel would: the entry arguments, the point's buffers, the
 //! data region (initialised from the data section and kept across calls), fuel, callables
 //! (graft-ir's deterministic [`MockHost`]) and the point's result validator. On an abort it
@@ -37,6 +41,8 @@ pub enum RunSetupError {
         /// The point's buffers.
         known: Vec<&'static str>,
     },
+    /// The JIT could not compile or place the graft.
+    Jit(String),
     /// Buffer contents that do not parse.
     BadBuffer {
         /// The buffer.
@@ -59,15 +65,28 @@ impl std::fmt::Display for RunSetupError {
                 write!(f, "no buffer `{name}` at this graft point (it has: {})", known.join(", "))
             }
             RunSetupError::BadBuffer { name, why } => write!(f, "buffer `{name}`: {why}"),
+            RunSetupError::Jit(e) => write!(f, "the JIT cannot run this graft: {e} (try --interp)"),
         }
     }
 }
 
 impl std::error::Error for RunSetupError {}
 
+/// Which engine executes the graft.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum Engine {
+    /// graft-jit's host runner: Cranelift machine code, as in the kernel.
+    #[default]
+    Jit,
+    /// graft-ir's reference interpreter.
+    Interp,
+}
+
 /// What one run does.
 #[derive(Clone, Debug, Default)]
 pub struct RunConfig {
+    /// The engine.
+    pub engine: Engine,
     /// Entry arguments as text, in the point's parameter order.
     pub args: Vec<String>,
     /// Buffer contents by name (or `rK`); missing buffers are empty.
@@ -207,6 +226,10 @@ pub fn run(verified: &Verified, config: &RunConfig) -> Result<RunReport, RunSetu
         regions[idx] = bytes.clone();
     }
     let fuel = config.fuel.unwrap_or(verified.module().resources.fuel);
+    let jit = match config.engine {
+        Engine::Jit => Some(graft_jit::host::Loaded::compile(verified).map_err(|e| RunSetupError::Jit(e.to_string()))?),
+        Engine::Interp => None,
+    };
     let mut host = MockHost::default();
     let mut report = RunReport { outcome: Err(AbortReason::HostContract), fuel_used: 0, fuel, buffers: Vec::new(), trace: Vec::new(), locks_released: 0, allocations_freed: 0 };
     for _ in 0..config.calls.max(1) {
@@ -215,7 +238,10 @@ pub fn run(verified: &Verified, config: &RunConfig) -> Result<RunReport, RunSetu
         let mut left = fuel;
         let outcome = {
             let mut slices: Vec<&mut [u8]> = regions.iter_mut().map(Vec::as_mut_slice).collect();
-            graft_ir::interp::run(verified, graft_ir::Module::ENTRY, &args, &mut slices, &mut left, &mut host)
+            match &jit {
+                Some(loaded) => loaded.call(&args, &mut slices, &mut left, &mut host),
+                None => graft_ir::interp::run(verified, graft_ir::Module::ENTRY, &args, &mut slices, &mut left, &mut host),
+            }
         };
         let outcome = match outcome {
             Ok(Some(v)) if validate(point, &args, &regions, v, &host) => Ok(v),
@@ -290,6 +316,7 @@ pub fn config_from_words(words: &[&str]) -> Result<RunConfig, String> {
             }
             "--calls" => c.calls = value()?.parse().map_err(|_| "--calls wants a count".to_string())?,
             "--fuel" => c.fuel = Some(value()?.parse().map_err(|_| "--fuel wants a number".to_string())?),
+            "--interp" => c.engine = Engine::Interp,
             other => return Err(format!("unknown option `{other}`")),
         }
     }

@@ -66,8 +66,15 @@ fn check_sample(path: &Path) -> Result<(), String> {
     let run = header(&src, "run");
     let [run] = run.as_slice() else { return Err("needs exactly one `// run:` line".into()) };
     let words: Vec<&str> = run.split_whitespace().collect();
-    let config = graftc::run::config_from_words(&words)?;
+    let mut config = graftc::run::config_from_words(&words)?;
+    // Both engines must give the same answer, and the same fuel left.
+    config.engine = graftc::run::Engine::Interp;
+    let interp = graftc::run::run(&compiled.verified, &config).map_err(|e| e.to_string())?;
+    config.engine = graftc::run::Engine::Jit;
     let report = graftc::run::run(&compiled.verified, &config).map_err(|e| e.to_string())?;
+    if (interp.outcome, interp.fuel_used, &interp.buffers) != (report.outcome, report.fuel_used, &report.buffers) {
+        return Err(format!("the JIT and the interpreter disagree:\n--- interp\n{}--- jit\n{}", graftc::run::format_report(&interp), graftc::run::format_report(&report)));
+    }
     let got = match &report.outcome {
         Ok(v) => format!("result {v}"),
         Err(e) => format!("abort {}", e.name()),
@@ -114,6 +121,7 @@ fn encryption_round_trips_at_any_offset() {
             buffers: vec![("buf".into(), bytes)],
             fuel: None,
             calls: 1,
+            engine: graftc::run::Engine::Jit,
         };
         let c = graftc::run::run(&enc.verified, &cfg(plain.clone())).unwrap();
         assert!(c.outcome.is_ok(), "{:?}", c.outcome);

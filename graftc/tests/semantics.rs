@@ -1,5 +1,6 @@
 //! What language constructs compute, checked by running small grafts on graft-ir's reference
-//! interpreter (without the point's result validator, so any i32 can come back).
+//! interpreter and on the JIT (without the point's result validator, so any i32 can come
+//! back); the two must agree on the outcome and the fuel left.
 
 use graft_ir::interp::{initial_data, DataValue};
 use graft_ir::mock::MockHost;
@@ -14,11 +15,23 @@ fn eval(items: &str, n: i32) -> Result<i32, AbortReason> {
         Err(CompileError::Source(d)) => panic!("{}", graftc::diag::render_plain("t.graft", items, &d)),
         Err(e) => panic!("{e}"),
     };
-    let mut data = initial_data(compiled.verified.module());
-    let mut cands: Vec<u8> = (0..64u8).collect();
-    let mut regions: Vec<&mut [u8]> = vec![&mut data, &mut cands];
-    let r = graft_ir::interpret(&compiled.verified, &[DataValue::I32(n)], &mut regions, 1_000_000, &mut MockHost::default())?;
-    Ok(r.as_i64() as i32)
+    let run = |jit: bool| {
+        let mut data = initial_data(compiled.verified.module());
+        let mut cands: Vec<u8> = (0..64u8).collect();
+        let mut regions: Vec<&mut [u8]> = vec![&mut data, &mut cands];
+        let mut fuel = 1_000_000;
+        let args = [DataValue::I32(n)];
+        let r = if jit {
+            let loaded = graft_jit::host::Loaded::compile(&compiled.verified).expect("the JIT compiles verified code");
+            loaded.call(&args, &mut regions, &mut fuel, &mut MockHost::default())
+        } else {
+            graft_ir::interp::run(&compiled.verified, graft_ir::Module::ENTRY, &args, &mut regions, &mut fuel, &mut MockHost::default())
+        };
+        (r.map(|v| v.map(|v| v.as_i64() as i32)), fuel, data)
+    };
+    let (interp, jit) = (run(false), run(true));
+    assert_eq!(interp, jit, "interpreter and JIT disagree on\n{items}");
+    interp.0.map(|v| v.unwrap_or(i32::MIN))
 }
 
 fn body(b: &str) -> String {
