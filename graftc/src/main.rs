@@ -106,6 +106,24 @@ fn main() -> ExitCode {
             None => fail(),
         },
         Command::Dump { file } => {
+            // A blob is printed even when it does not verify: that is when one wants to see it.
+            if let Some(bytes) = read_file(&file).filter(|b| b.starts_with(&graft_ir::binary::MAGIC)) {
+                let module = match graft_ir::decode(&bytes) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        eprintln!("error: {}: {e}", file.display());
+                        return ExitCode::from(EXIT_INPUT);
+                    }
+                };
+                print!("{module}");
+                return match graft_ir::verify(module) {
+                    Ok(_) => ExitCode::SUCCESS,
+                    Err(log) => {
+                        eprintln!("error: {} does not verify:\n{log}", file.display());
+                        ExitCode::from(EXIT_INPUT)
+                    }
+                };
+            }
             let Some(verified) = load_any(&file) else { return fail() };
             print!("{}", verified.module());
             ExitCode::SUCCESS
