@@ -47,6 +47,7 @@ pub(crate) struct Checks {
 }
 
 impl Checks {
+    #[cfg_attr(feature = "bench-unchecked", allow(dead_code))]
     pub const ALL: Checks = Checks { memory: true, fuel: true };
 }
 
