@@ -32,6 +32,10 @@ pub struct RunArgs {
     /// Read the in-kernel test harness's output and end with a `N passed, N failed` line.
     #[arg(long)]
     tests: bool,
+    /// Like --tests, for user-space test programs: pass if the guest reports success, at least
+    /// one `test ... ok` line appeared and none failed.
+    #[arg(long)]
+    e2e: bool,
     /// Guest memory.
     #[arg(long, default_value = "256M")]
     memory: String,
@@ -151,6 +155,12 @@ pub fn run(args: &RunArgs) -> ExitCode {
     if args.tests {
         println!("{}", log.summary_line());
         return if guest_ok && log.passed() { ExitCode::SUCCESS } else { ExitCode::from(1) };
+    }
+    if args.e2e {
+        // Failing the guest without a FAILED line (a crash, a hang) still counts as a failure.
+        let failed = log.failed.len() + usize::from(!guest_ok && log.failed.is_empty());
+        println!("kernel: {} passed, {} failed", log.passed.len(), failed);
+        return if guest_ok && log.passed_e2e() { ExitCode::SUCCESS } else { ExitCode::from(1) };
     }
     if guest_ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
 }

@@ -45,6 +45,12 @@ impl TestLog {
             && self.summary == Some(counted)
     }
 
+    /// The rule for end-to-end runs, where user programs print the test lines and the machine's
+    /// verdict comes from `init`'s exit code: something passed and nothing failed.
+    pub fn passed_e2e(&self) -> bool {
+        !self.passed.is_empty() && self.failed.is_empty()
+    }
+
     /// The closing line: tests that did not run because the kernel stopped count as failed.
     pub fn summary_line(&self) -> String {
         let failed = self.failed.len() + self.not_run();
@@ -101,6 +107,13 @@ mod tests {
         let l = log(&[]);
         assert!(!l.passed());
         assert_eq!(l.summary_line(), "kernel: 0 passed, 1 failed");
+    }
+
+    #[test]
+    fn end_to_end_runs_need_a_pass_and_no_failure() {
+        assert!(log(&["test usertest::bad_pointer ... ok", "usertest: 1 passed, 0 failed"]).passed_e2e());
+        assert!(!log(&["test a ... ok", "test b ... FAILED"]).passed_e2e());
+        assert!(!log(&["usertest: 0 passed, 0 failed"]).passed_e2e());
     }
 
     #[test]

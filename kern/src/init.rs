@@ -45,6 +45,7 @@ pub fn init(boot_info: &'static mut bootloader_api::BootInfo) {
     match arch::init_interrupts(TICK_HZ) {
         Ok(t) => {
             time::set_hz(t.tick_hz);
+            time::set_tsc_hz(t.tsc_per_sec);
             log::info!("timer: local APIC {} at {} Hz ({} counts/s)", t.apic_id, t.tick_hz, t.counts_per_sec);
         }
         Err(e) => panic!("timer initialisation failed: {e}"),

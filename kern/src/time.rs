@@ -18,6 +18,29 @@ pub fn ticks() -> u64 {
     TICKS.load(Ordering::Relaxed)
 }
 
+static TSC_HZ: AtomicU64 = AtomicU64::new(0);
+static TSC_BASE: AtomicU64 = AtomicU64::new(0);
+
+/// Records the time-stamp counter's rate; `uptime_ns` counts from this call.
+pub fn set_tsc_hz(hz: u64) {
+    TSC_BASE.store(rdtsc(), Ordering::Relaxed);
+    TSC_HZ.store(hz, Ordering::Relaxed);
+}
+
+pub fn rdtsc() -> u64 {
+    // SAFETY: rdtsc has no side effects and exists on every x86_64 CPU.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Nanoseconds since the timer was started, from the time-stamp counter (tick-based before it
+/// is calibrated). Under `-icount` it counts guest instructions instead of host time.
+pub fn uptime_ns() -> u64 {
+    match TSC_HZ.load(Ordering::Relaxed) {
+        0 => uptime_ms() * 1_000_000,
+        hz => (u128::from(rdtsc().wrapping_sub(TSC_BASE.load(Ordering::Relaxed))) * 1_000_000_000 / u128::from(hz)) as u64,
+    }
+}
+
 /// Milliseconds since the timer was started (0 before).
 pub fn uptime_ms() -> u64 {
     match HZ.load(Ordering::Relaxed) {

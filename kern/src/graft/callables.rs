@@ -307,7 +307,7 @@ pub fn kernel_registry() -> Result<Registry, RegisterError> {
 fn now_ns() -> i64 {
     #[cfg(target_os = "none")]
     {
-        (crate::time::uptime_ms() * 1_000_000) as i64
+        crate::time::uptime_ns() as i64
     }
     #[cfg(not(target_os = "none"))]
     {

@@ -68,16 +68,19 @@ fn call(sys: Sys, a: [u64; 6]) -> Result<u64, Error> {
             if a[0] != 0 {
                 return Err(Error::InvalidArgument);
             }
-            uaccess::check_range(a[1], a[2])?;
             let mut buf = alloc::vec![0u8; a[2].min(MAX_IO) as usize];
             if buf.is_empty() {
                 return Ok(0);
             }
+            // Check the buffer is there and writable before blocking: a bad pointer must not
+            // wait for input first. Copying the bytes back unchanged changes nothing.
+            uaccess::copy_from_user(&mut buf, a[1])?;
+            copy_to_user(a[1], &buf)?;
             let n = task::console_read(&mut buf);
             copy_to_user(a[1], &buf[..n])?;
             Ok(n as u64)
         }
-        Sys::Clock => Ok(crate::time::uptime_ms() * 1_000_000),
+        Sys::Clock => Ok(crate::time::uptime_ns()),
         Sys::Map => {
             if a[1] != 0 {
                 return Err(Error::InvalidArgument);

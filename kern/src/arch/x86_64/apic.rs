@@ -55,6 +55,8 @@ pub struct TimerInfo {
     /// APIC timer counts (after the divider) per second.
     pub counts_per_sec: u64,
     pub tick_hz: u32,
+    /// Time-stamp counter increments per second, measured against the same PIT interval.
+    pub tsc_per_sec: u64,
 }
 
 static BASE: Once<usize> = Once::new();
@@ -107,17 +109,18 @@ pub fn init(tick_hz: u32) -> Result<TimerInfo, ApicError> {
     write(REG_SVR, 0x100 | u32::from(SPURIOUS_VECTOR));
     write(REG_TIMER_DIVIDE, DIVIDE_BY_16);
 
-    let counts = calibrate()?;
+    let (counts, tsc) = calibrate()?;
     let counts_per_sec = counts * 1000 / CALIBRATION_MS;
+    let tsc_per_sec = tsc * 1000 / CALIBRATION_MS;
     let initial = (counts_per_sec / u64::from(tick_hz)).clamp(1, u64::from(u32::MAX)) as u32;
     write(REG_LVT_TIMER, LVT_PERIODIC | u32::from(TIMER_VECTOR));
     write(REG_TIMER_INITIAL, initial);
-    Ok(TimerInfo { apic_id: read(REG_ID) >> 24, counts_per_sec, tick_hz })
+    Ok(TimerInfo { apic_id: read(REG_ID) >> 24, counts_per_sec, tick_hz, tsc_per_sec })
 }
 
 /// Counts APIC timer ticks during `CALIBRATION_MS` measured by PIT channel 2 (one-shot, gated
 /// through port 0x61, whose bit 5 goes high when the count reaches zero).
-fn calibrate() -> Result<u64, ApicError> {
+fn calibrate() -> Result<(u64, u64), ApicError> {
     let pit_count = (PIT_HZ * CALIBRATION_MS / 1000) as u16;
     // SAFETY: PIT channel 2 and the speaker gate port are fixed legacy devices used by nothing
     // else in this kernel.
@@ -136,15 +139,17 @@ fn calibrate() -> Result<u64, ApicError> {
 
         write(REG_LVT_TIMER, LVT_MASKED);
         write(REG_TIMER_INITIAL, u32::MAX);
+        let tsc0 = core::arch::x86_64::_rdtsc();
         while gate.read() & 0x20 == 0 {
             core::hint::spin_loop();
         }
+        let tsc = core::arch::x86_64::_rdtsc().wrapping_sub(tsc0);
         let elapsed = u32::MAX - read(REG_TIMER_CURRENT);
         write(REG_TIMER_INITIAL, 0);
         if elapsed == 0 {
             return Err(ApicError::TimerStuck);
         }
-        Ok(u64::from(elapsed))
+        Ok((u64::from(elapsed), tsc))
     }
 }
 
