@@ -80,3 +80,114 @@ fn recursion_depth() {
     );
     assert_eq!(both(&src, &[DataValue::I32(0)], &[]).0, Err(AbortReason::CallDepthExceeded));
 }
+
+#[test]
+fn stack_limit_aborts_deep_recursion() {
+    let src = format!(
+        "{HEAD}function fn0(i32) -> i32 {{\nb0(v0: i32):\n    v1 = call fn0(v0)\n    return v1\n}}\n"
+    );
+    let v = verified(&src);
+    let mut loaded = Loaded::compile(&v).expect("compiles");
+    loaded.set_stack_budget(2048);
+    let mut data = interp::initial_data(v.module());
+    let mut fuel = 1000;
+    let r = loaded.call(&[DataValue::I32(0)], &mut [&mut data, &mut []], &mut fuel, &mut MockHost::default());
+    assert_eq!(r, Err(AbortReason::StackOverflow));
+}
+
+#[test]
+fn callables_fail_and_succeed() {
+    let src = "graft vm.pick_victim\nresources data_size=64 fuel=1000\nimport imp0 = kern.counter_add(i32, i64) -> i64\n\
+               function fn0(i32) -> i32 {\nb0(v0: i32):\n    v1 = iconst.i64 5\n    v2 = call_import imp0(v0, v1)\n    v3 = ireduce.i32 v2\n    return v3\n}\n";
+    assert_eq!(both(src, &[DataValue::I32(3)], &[]).0, Ok(Some(DataValue::I32(5))));
+    assert_eq!(
+        both(src, &[DataValue::I32(99)], &[]).0,
+        Err(AbortReason::CallableFailed(graft_ir::abi::errors::BAD_ARGUMENT))
+    );
+}
+
+/// A host whose callable panics: the panic must not unwind through graft frames.
+struct PanickingHost;
+
+impl graft_ir::Host for PanickingHost {
+    fn call(
+        &mut self,
+        _: &'static graft_ir::abi::Callable,
+        _: &[DataValue],
+    ) -> Result<Option<DataValue>, AbortReason> {
+        panic!("callable bug");
+    }
+}
+
+#[test]
+fn panicking_callable_is_a_host_contract_abort() {
+    let src = "graft vm.pick_victim\nresources data_size=64 fuel=1000\nimport imp0 = time.now() -> i64\n\
+               function fn0(i32) -> i32 {\nb0(v0: i32):\n    v1 = call_import imp0()\n    return v0\n}\n";
+    let v = verified(src);
+    let loaded = Loaded::compile(&v).expect("compiles");
+    let mut data = interp::initial_data(v.module());
+    let mut fuel = 1000;
+    let r = loaded.call(&[DataValue::I32(0)], &mut [&mut data, &mut []], &mut fuel, &mut PanickingHost);
+    assert_eq!(r, Err(AbortReason::HostContract));
+}
+
+#[test]
+fn code_is_position_independent_and_traps_are_mapped() {
+    let src = format!(
+        "{HEAD}function fn0(i32) -> i32 {{\nb0(v0: i32):\n    v1 = iconst.i32 100\n    v2 = udiv v1, v0\n    return v2\n}}\n"
+    );
+    let v = verified(&src);
+    let compiled = graft_jit::compile(&v).expect("compiles");
+    // Two copies at two addresses behave the same.
+    let a = Loaded::new(&compiled).expect("loads");
+    let b = Loaded::new(&compiled).expect("loads");
+    assert_ne!(a.code_base(), b.code_base());
+    for l in [&a, &b] {
+        for (arg, want) in [(4, Ok(Some(DataValue::I32(25)))), (0, Err(AbortReason::DivisionByZero))] {
+            let mut data = interp::initial_data(v.module());
+            let mut fuel = 1000;
+            let r = l.call(&[DataValue::I32(arg)], &mut [&mut data, &mut []], &mut fuel, &mut MockHost::default());
+            assert_eq!(r, want);
+        }
+    }
+    // Every site maps to a reason; the ones this function must have are there.
+    let reasons: Vec<_> = compiled.traps().sites().iter().map(|s| s.reason).collect();
+    for want in [AbortReason::OutOfFuel, AbortReason::DivisionByZero, AbortReason::StackOverflow] {
+        assert!(reasons.contains(&graft_jit::TrapReason::Fixed(want)), "{want:?} missing from {reasons:?}");
+    }
+    for s in compiled.traps().sites() {
+        assert!((s.offset as usize) < compiled.code().len());
+    }
+}
+
+#[test]
+fn recover_ignores_faults_it_does_not_own() {
+    let src = format!("{HEAD}function fn0(i32) -> i32 {{\nb0(v0: i32):\n    abort 3\n}}\n");
+    let compiled = graft_jit::compile(&verified(&src)).expect("compiles");
+    let site = compiled.traps().sites()[0];
+    let base = 0x4000_0000;
+    let code = compiled.at(base);
+    let mut ctx = graft_jit::Context::empty();
+    // No call in progress: not ours.
+    assert_eq!(graft_jit::recover(&ctx, &code, base + u64::from(site.offset)), None);
+    ctx.recovery_rsp = 0x7fff_0000;
+    // Outside the code: not ours.
+    assert_eq!(graft_jit::recover(&ctx, &code, base - 1), None);
+    assert_eq!(graft_jit::recover(&ctx, &code, base + compiled.code().len() as u64), None);
+    // Inside, not a trap site: still aborts, as a contract violation.
+    let r = graft_jit::recover(&ctx, &code, base + u64::from(site.offset) + 1).expect("inside the code");
+    assert_eq!(r.rsp, 0x7fff_0000);
+    assert_eq!(r.rip, graft_jit::resume_address());
+    if compiled.traps().lookup(site.offset + 1).is_none() {
+        assert_eq!(r.reason, AbortReason::HostContract);
+    }
+    // An in-context site reads the slot.
+    ctx.set_abort(AbortReason::Explicit(3));
+    for s in compiled.traps().sites() {
+        if s.reason == graft_jit::TrapReason::InContext {
+            let r = graft_jit::recover(&ctx, &code, base + u64::from(s.offset)).expect("trap site");
+            assert_eq!(r.reason, AbortReason::Explicit(3));
+            assert_eq!(r.rax, AbortReason::Explicit(3).to_u64());
+        }
+    }
+}
