@@ -47,6 +47,8 @@ pub struct Unchecked {
     pub fuel: bool,
 }
 
+// Not derived: `verify_ir` follows the build profile.
+#[allow(clippy::derivable_impls)]
 impl Default for Options {
     fn default() -> Self {
         Options {

@@ -136,10 +136,10 @@ pub fn case(seed: u64) -> Case {
 
     let mut imports = Vec::new();
     for name in point.callables {
-        if rng.chance(1, 2) {
-            if let (Some(r), Some(c)) = (mb.import_callable(name), abi::callable(name)) {
-                imports.push((r, c));
-            }
+        if rng.chance(1, 2)
+            && let (Some(r), Some(c)) = (mb.import_callable(name), abi::callable(name))
+        {
+            imports.push((r, c));
         }
     }
 
