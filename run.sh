@@ -2,11 +2,14 @@
 # Set-up, build, boot and test of the graft kernel. See README.md.
 #
 #   ./run.sh            build everything, boot the kernel in QEMU and run the demo
-#   ./run.sh test       host tests (cargo test) and the in-kernel test suite in QEMU
-#   ./run.sh shell      boot to the interactive console on this terminal (Ctrl-A X quits QEMU)
+#   ./run.sh test       host tests (cargo test), the in-kernel test suite and the end-to-end
+#                       tests of user space, all in QEMU
+#   ./run.sh shell      boot to the interactive shell on this terminal (Ctrl-A X quits QEMU)
 #   ./run.sh setup      only install what is missing (toolchain, QEMU)
-#   ./run.sh build      only build the host tools and the disk images
+#   ./run.sh build      only build the host tools, user programs, grafts and disk images
 #
+# Options (after the command): --add FILE puts FILE into the ramdisk (as user/NAME), e.g.
+# a graft you compiled with `target/release/graftc build my.graft -o my.gb`; repeatable.
 # Environment: KVM=1 uses KVM instead of software emulation (TCG); TIMEOUT=SECS changes the
 # QEMU time-out; CMDLINE="..." adds kernel command-line words (e.g. "log=debug test=memory").
 set -euo pipefail
@@ -51,14 +54,51 @@ build_kernel() {
   cargo build --release -p kern --target "$KTARGET" "$@"
   mkdir -p "$BUILD"
   cp "target/$KTARGET/release/kern" "$BUILD/$name.elf"
-  "$BOOT" image "$BUILD/$name.elf" "$BUILD/$name.img"
+  "$BOOT" image "$BUILD/$name.elf" "$BUILD/$name.img" --ramdisk "$BUILD/ramdisk.tar"
 }
 
 build_tools() {
   if [ ! -x "$BOOT" ]; then
-    say "building the host tools (the first build compiles the bootloader: a few minutes)"
+    say "building the host tools (the first build compiles the bootloader and Cranelift: a few minutes)"
   fi
-  cargo build --release -p boot
+  cargo build --release -p boot -p graftc
+}
+
+ADD_FILES=()
+
+# The ramdisk: user programs in bin/, every sample graft compiled by graftc in grafts/, and the
+# user's own files (--add) in user/.
+build_ramdisk() {
+  say "building user programs"
+  (cd user && cargo build --release)
+  local root=$BUILD/ramdisk
+  rm -rf "$root"
+  mkdir -p "$root/bin" "$root/grafts/hostile" "$root/user"
+  local f
+  for f in user/target/$KTARGET/release/*; do
+    if [ -f "$f" ] && [ -x "$f" ] && [ "$(head -c 4 "$f" | od -An -c | tr -d ' ')" = '177ELF' ]; then
+      cp "$f" "$root/bin/"
+    fi
+  done
+  say "compiling sample grafts with graftc"
+  for f in sample-grafts/*.graft sample-grafts/hostile/*.graft; do
+    local rel=${f#sample-grafts/}
+    local out=$root/grafts/${rel%.graft}.gb
+    if ! target/release/graftc build "$f" -o "$out" >/dev/null 2>"$BUILD/graftc.err"; then
+      # A hostile graft the compiler refuses (a forbidden import) is still shipped, built with
+      # the import rules left to the kernel's verifier, so the demo shows the kernel reject it.
+      if [[ $f == */hostile/* ]] && target/release/graftc build --defer-import-rules "$f" -o "$out" >/dev/null 2>&1; then
+        :
+      else
+        echo "run.sh: $f did not compile:" >&2; cat "$BUILD/graftc.err" >&2; exit 1
+      fi
+    fi
+  done
+  for f in "${ADD_FILES[@]}"; do
+    [ -f "$f" ] || die "--add: no file $f"
+    cp "$f" "$root/user/"
+  done
+  (cd "$root" && find . -type f | sed 's|^\./||' | sort > "$BUILD/ramdisk.list" && tar --format=ustar -cf "$BUILD/ramdisk.tar" -T "$BUILD/ramdisk.list")
 }
 
 qemu_args() {
@@ -70,6 +110,7 @@ qemu_args() {
 cmd_build() {
   setup
   build_tools
+  build_ramdisk
   say "building the kernel"
   build_kernel kern
 }
@@ -94,25 +135,47 @@ cmd_test() {
   say "host tests: cargo test"
   # --release shares the build of the host tools (and their bootloader stages) made above.
   cargo test --workspace --release || host=1
+  build_ramdisk
   say "building the kernel's test build"
   build_kernel kern-test --features ktest
   say "in-kernel tests in QEMU"
   mapfile -t args < <(qemu_args 300)
-  local kernel=0
+  local kernel=0 e2e=0
   "$BOOT" run "$BUILD/kern-test.img" "${args[@]}" --tests --cmdline "${CMDLINE:-}" > "$BUILD/ktest.log" 2>&1 || kernel=1
-  # Everything QEMU printed is in build/ktest.log; show it, then the summary as the last line.
   grep -v '^kernel: ' "$BUILD/ktest.log" || true
+  say "end-to-end tests of user space in QEMU"
+  build_kernel kern
+  "$BOOT" run "$BUILD/kern.img" "${args[@]}" --e2e --cmdline "mode=test ${CMDLINE:-}" > "$BUILD/e2e.log" 2>&1 || e2e=1
+  grep -v '^kernel: ' "$BUILD/e2e.log" || true
   if [ $host -eq 0 ]; then echo "host: cargo test passed"; else echo "host: cargo test FAILED (see above)"; fi
-  grep '^kernel: ' "$BUILD/ktest.log" | tail -n 1
-  [ $host -eq 0 ] && [ $kernel -eq 0 ]
+  local kline eline
+  kline=$(grep '^kernel: ' "$BUILD/ktest.log" | tail -n 1)
+  eline=$(grep '^kernel: ' "$BUILD/e2e.log" | tail -n 1)
+  echo "in-kernel ${kline#kernel: }"
+  echo "end-to-end ${eline#kernel: }"
+  # One closing line for both QEMU suites.
+  local kp kf ep ef
+  read -r kp kf < <(echo "$kline" | sed -E 's/.* ([0-9]+) passed, ([0-9]+) failed.*/\1 \2/')
+  read -r ep ef < <(echo "$eline" | sed -E 's/.* ([0-9]+) passed, ([0-9]+) failed.*/\1 \2/')
+  echo "qemu: $((kp + ep)) passed, $((kf + ef)) failed"
+  [ $host -eq 0 ] && [ $kernel -eq 0 ] && [ $e2e -eq 0 ]
 }
 
-case "${1:-demo}" in
+COMMAND=${1:-demo}
+[ $# -gt 0 ] && shift
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --add) [ $# -ge 2 ] || die "--add needs a file"; ADD_FILES+=("$(realpath "$2")"); shift 2 ;;
+    *) die "unknown option '$1' (try ./run.sh help)" ;;
+  esac
+done
+
+case "$COMMAND" in
   demo) cmd_demo ;;
   test) cmd_test ;;
   shell) cmd_shell ;;
   setup) setup ;;
   build) cmd_build ;;
-  -h|--help|help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' ;;
-  *) die "unknown command '$1' (try ./run.sh help)" ;;
+  -h|--help|help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' ;;
+  *) die "unknown command '$COMMAND' (try ./run.sh help)" ;;
 esac

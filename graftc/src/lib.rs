@@ -52,6 +52,9 @@ pub enum CompileError {
         diagnostics: Vec<Diagnostic>,
         /// The verifier's log.
         log: VerifyErrors,
+        /// The module as compiled, unverified: what `build --defer-import-rules` writes so the
+        /// kernel's loader can be shown rejecting it.
+        module: Box<graft_ir::Module>,
     },
     /// A compiler bug: lowering failed or the verifier rejected the compiler's output.
     Internal {
@@ -104,13 +107,15 @@ pub fn compile(source: &str, options: Options) -> Result<Compiled, CompileError>
     };
     let (module, internal) = lower::lower(&program);
     let ir = module.to_string();
+    let unverified = options.defer_import_rules.then(|| module.clone());
     if !internal.is_empty() {
         return Err(CompileError::Internal { detail: internal.join("; "), log: None, ir });
     }
     match graft_ir::verify(module) {
         Ok(verified) => Ok(Compiled { verified, warnings: diags.list }),
         Err(log) if options.defer_import_rules && log.errors.iter().all(|e| e.rule == graft_ir::verifier::Rule::Imports) => {
-            Err(CompileError::Rejected { diagnostics: diags.list, log })
+            let module = Box::new(unverified.unwrap_or_default());
+            Err(CompileError::Rejected { diagnostics: diags.list, log, module })
         }
         // Size limits are the only verifier rules the front end does not check ahead: a graft
         // too large for the kernel is an error in the input, not in the compiler.

@@ -81,9 +81,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Build { file, output, defer_import_rules } => {
-            let Some((src, verified)) = load_source(&file, Options { defer_import_rules }) else { return fail() };
-            let _ = src;
-            let blob = match graft_ir::encode(verified.module()) {
+            let module = if defer_import_rules {
+                match load_rejected(&file) {
+                    Some(m) => m,
+                    None => return fail(),
+                }
+            } else {
+                let Some((_, verified)) = load_source(&file, Options { defer_import_rules }) else { return fail() };
+                verified.into_module()
+            };
+            let blob = match graft_ir::encode(&module) {
                 Ok(b) => b,
                 Err(e) => {
                     eprintln!("error: cannot encode the module: {e}");
@@ -214,7 +221,7 @@ fn load_source(path: &Path, options: Options) -> Option<(String, graft_ir::Verif
             eprintln!("error: could not compile {name}: {n} error{}", if n == 1 { "" } else { "s" });
             None
         }
-        Err(CompileError::Rejected { diagnostics, log }) => {
+        Err(CompileError::Rejected { diagnostics, log, .. }) => {
             emit_stderr(&name, &src, &diagnostics);
             eprintln!("error: the verifier rejects {name}, as the kernel would at load time:\n{log}");
             None
@@ -229,6 +236,29 @@ fn load_source(path: &Path, options: Options) -> Option<(String, graft_ir::Verif
             eprintln!("this is a bug in graftc; please report it with the source file");
             None
         }
+    }
+}
+
+/// For `build --defer-import-rules`: the module, verified or rejected only for its imports
+/// (then written anyway, with the verifier's log as a warning, for testing the kernel's loader).
+fn load_rejected(path: &Path) -> Option<graft_ir::Module> {
+    let bytes = read_file(path)?;
+    let Ok(src) = String::from_utf8(bytes) else {
+        eprintln!("error: {} is not UTF-8 text", path.display());
+        return None;
+    };
+    let name = path.display().to_string();
+    match compile(&src, Options { defer_import_rules: true }) {
+        Ok(c) => {
+            emit_stderr(&name, &src, &c.warnings);
+            Some(c.verified.into_module())
+        }
+        Err(CompileError::Rejected { diagnostics, log, module }) => {
+            emit_stderr(&name, &src, &diagnostics);
+            eprintln!("warning: the verifier rejects {name}, as the kernel will at load time; written anyway:\n{log}");
+            Some(*module)
+        }
+        Err(_) => load_source(path, Options { defer_import_rules: true }).map(|(_, v)| v.into_module()),
     }
 }
 

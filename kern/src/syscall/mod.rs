@@ -94,8 +94,8 @@ fn call(sys: Sys, a: [u64; 6]) -> Result<u64, Error> {
             if value != a[1] as u32 {
                 return Err(Error::WouldBlock);
             }
-            let until = (a[2] > 0).then(|| crate::time::ticks() + task::ms_to_ticks(a[2]));
-            match task::block(Blocked::Futex { addr: a[0], until }) {
+            let until_ns = (a[2] > 0).then(|| crate::time::uptime_ns() + a[2].min(1 << 40) * 1_000_000);
+            match task::block(Blocked::Futex { addr: a[0], until_ns }) {
                 Wake::Event => Ok(0),
                 Wake::TimedOut => Err(Error::TimedOut),
             }

@@ -50,8 +50,9 @@ const MAX_THREADS: usize = 200;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Blocked {
-    Sleep { until: u64 },
-    Futex { addr: u64, until: Option<u64> },
+    /// Until the clock (`time::uptime_ns`) reaches `until_ns`.
+    Sleep { until_ns: u64 },
+    Futex { addr: u64, until_ns: Option<u64> },
     Wait { child: ProcessId },
     ConsoleRead,
 }
@@ -343,7 +344,7 @@ pub fn on_tick() {
         if t.procs.is_empty() {
             return;
         }
-        let now = time::ticks();
+        let now = time::uptime_ns();
         let mut wake = Vec::new();
         while let Some(b) = arch::serial::try_read_byte() {
             t.console_in.push_back(b);
@@ -351,8 +352,8 @@ pub fn on_tick() {
         let have_input = !t.console_in.is_empty();
         for th in t.threads.values() {
             match th.state {
-                State::Blocked(Blocked::Sleep { until }) if until <= now => wake.push((th.tid, Wake::Event)),
-                State::Blocked(Blocked::Futex { until: Some(u), .. }) if u <= now => wake.push((th.tid, Wake::TimedOut)),
+                State::Blocked(Blocked::Sleep { until_ns }) if until_ns <= now => wake.push((th.tid, Wake::Event)),
+                State::Blocked(Blocked::Futex { until_ns: Some(u), .. }) if u <= now => wake.push((th.tid, Wake::TimedOut)),
                 State::Blocked(Blocked::ConsoleRead) if have_input => wake.push((th.tid, Wake::Event)),
                 _ => {}
             }
@@ -390,14 +391,10 @@ pub fn yield_now() {
     schedule();
 }
 
-/// Ticks for `ms` milliseconds, at least one.
-pub fn ms_to_ticks(ms: u64) -> u64 {
-    (ms * u64::from(crate::init::TICK_HZ)).div_ceil(1000).max(1)
-}
-
+/// Blocks for at least `ms` milliseconds (woken by the first timer tick after the deadline).
 pub fn sleep_ms(ms: u64) {
-    let until = time::ticks() + ms_to_ticks(ms);
-    block(Blocked::Sleep { until });
+    let until_ns = time::uptime_ns() + ms * 1_000_000;
+    block(Blocked::Sleep { until_ns });
 }
 
 /// Wakes up to `count` threads of `pid` waiting on futex `addr`.
