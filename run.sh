@@ -53,7 +53,15 @@ build_kernel() {
   local name=$1; shift
   cargo build --release -p kern --target "$KTARGET" "$@"
   mkdir -p "$BUILD"
-  cp "target/$KTARGET/release/kern" "$BUILD/$name.elf"
+  # The bootloader reads the whole ELF from disk under emulation: drop the debug info (tens of
+  # MiB) from the copy that goes into the image; target/ keeps the full one for debugging.
+  local strip
+  strip="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin/llvm-strip"
+  if [ -x "$strip" ]; then
+    "$strip" --strip-debug -o "$BUILD/$name.elf" "target/$KTARGET/release/kern"
+  else
+    cp "target/$KTARGET/release/kern" "$BUILD/$name.elf"
+  fi
   "$BOOT" image "$BUILD/$name.elf" "$BUILD/$name.img" --ramdisk "$BUILD/ramdisk.tar"
 }
 

@@ -13,8 +13,12 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
-use graft_ir::abi::{self, Callable, GraftPoint};
-use graft_ir::interp::{self, DataValue, Host};
+use graft_ir::abi::{self, GraftPoint};
+#[cfg(not(target_os = "none"))]
+use graft_ir::abi::Callable;
+use graft_ir::interp::{self, DataValue};
+#[cfg(not(target_os = "none"))]
+use graft_ir::interp::Host;
 use graft_ir::{AbortReason, DecodeError, Verified, VerifyErrors};
 use spin::{Mutex, Once};
 
@@ -41,11 +45,15 @@ pub struct Limits {
     pub memory: u64,
     /// Aborts after which the graft is detached.
     pub max_aborts: u32,
+    /// Wall-clock time one call may take (the watchdog), in nanoseconds.
+    pub wall_ns: u64,
 }
 
 /// Fuel the kernel grants one call at most, whatever the module asks for.
 pub const MAX_FUEL_PER_CALL: u64 = 1_000_000;
 pub const DEFAULT_MAX_ABORTS: u32 = 5;
+/// Wall-clock limit of one call (checked by the timer-driven watchdog, so with a tick's slack).
+pub const DEFAULT_WALL_NS: u64 = 100_000_000;
 
 /// Per-graft statistics.
 #[derive(Default)]
@@ -82,7 +90,10 @@ pub struct Graft {
     verified: Verified,
     /// The graft's data region `r0`: persists across calls; private to the graft.
     data: Mutex<Vec<u8>>,
-    pub limits: Limits,
+    /// Its machine code (in the kernel; host builds run the reference interpreter).
+    #[cfg(target_os = "none")]
+    jit: super::jit::JitCode,
+    limits: Mutex<Limits>,
     pub stats: Stats,
     attached: AtomicBool,
     /// The process whose slot holds the graft while attached.
@@ -110,6 +121,32 @@ impl Graft {
     pub fn is_attached(&self) -> bool {
         self.attached.load(Ordering::Relaxed)
     }
+
+    /// The verified module the graft was loaded from.
+    pub fn verified(&self) -> &Verified {
+        &self.verified
+    }
+
+    pub fn limits(&self) -> Limits {
+        *self.limits.lock()
+    }
+
+    /// Changes the graft's limits (fuel is still capped by the module's request).
+    pub fn set_limits(&self, limits: Limits) {
+        *self.limits.lock() = limits;
+    }
+
+    /// Bytes of machine code the graft was compiled to (0 when interpreted).
+    pub fn code_size(&self) -> usize {
+        #[cfg(target_os = "none")]
+        {
+            self.jit.code_size()
+        }
+        #[cfg(not(target_os = "none"))]
+        {
+            0
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -120,6 +157,8 @@ pub enum LoadError {
     Unimplemented(&'static str),
     /// The process has loaded as many grafts as it may.
     TooMany,
+    /// The verified module could not be compiled (or placed in memory).
+    Compile(alloc::string::String),
 }
 
 impl fmt::Display for LoadError {
@@ -129,6 +168,7 @@ impl fmt::Display for LoadError {
             LoadError::Verify(e) => write!(f, "graft rejected by the verifier:\n{e}"),
             LoadError::Unimplemented(n) => write!(f, "the kernel does not implement callable `{n}` yet"),
             LoadError::TooMany => write!(f, "too many grafts loaded by this process"),
+            LoadError::Compile(e) => write!(f, "{e}"),
         }
     }
 }
@@ -201,9 +241,12 @@ pub fn load(owner: ProcessId, blob: &[u8]) -> Result<GraftId, LoadError> {
         fuel: res.fuel.min(MAX_FUEL_PER_CALL),
         memory: state::DEFAULT_MEMORY_LIMIT,
         max_aborts: DEFAULT_MAX_ABORTS,
+        wall_ns: DEFAULT_WALL_NS,
     };
     let data = interp::initial_data(verified.module());
     let point = verified.point();
+    #[cfg(target_os = "none")]
+    let jit = super::jit::JitCode::compile(&verified).map_err(|e| LoadError::Compile(alloc::format!("{e}")))?;
     with_tables(|t| {
         if t.grafts.values().filter(|g| g.owner == owner).count() >= MAX_GRAFTS_PER_PROCESS {
             return Err(LoadError::TooMany);
@@ -216,7 +259,9 @@ pub fn load(owner: ProcessId, blob: &[u8]) -> Result<GraftId, LoadError> {
             point,
             verified,
             data: Mutex::new(data),
-            limits,
+            #[cfg(target_os = "none")]
+            jit,
+            limits: Mutex::new(limits),
             stats: Stats::default(),
             attached: AtomicBool::new(false),
             target: AtomicU32::new(0),
@@ -311,12 +356,14 @@ pub enum Outcome {
 }
 
 /// Connects the interpreter's import calls to the kernel's callables.
+#[cfg(not(target_os = "none"))]
 struct KernelHost<'a, 'b> {
     ctx: CallCtx<'a>,
     registry: &'b Registry,
     args: Vec<u64>,
 }
 
+#[cfg(not(target_os = "none"))]
 impl Host for KernelHost<'_, '_> {
     fn call(&mut self, c: &'static Callable, args: &[DataValue]) -> Result<Option<DataValue>, AbortReason> {
         self.args.clear();
@@ -353,10 +400,36 @@ pub fn dispatch(
             graft.stats.aborts[reason.code() as usize % 16].fetch_add(1, Ordering::Relaxed);
             let n = graft.abort_count.fetch_add(1, Ordering::Relaxed) + 1;
             log::debug!("{} ({}) aborted: {reason}", graft.id, point.name);
-            if n >= graft.limits.max_aborts && detach(graft.owner, graft.id).is_ok() {
+            if n >= graft.limits().max_aborts && detach(graft.owner, graft.id).is_ok() {
                 log::warn!("{} detached from {} after {n} aborts (last: {reason})", graft.id, point.name);
             }
             (default(buffers), Outcome::Aborted(reason))
+        }
+    }
+}
+
+/// Runs the graft's entry: its machine code in the kernel, the reference interpreter on the
+/// host (where the runtime's logic is tested).
+fn execute(
+    graft: &Graft,
+    ctx: CallCtx,
+    args: &[DataValue],
+    regions: &mut [&mut [u8]],
+    fuel: &mut u64,
+    wall_ns: u64,
+) -> Result<i32, AbortReason> {
+    #[cfg(target_os = "none")]
+    {
+        super::jit::call(&graft.jit, ctx, registry(), args, regions, fuel, wall_ns)
+    }
+    #[cfg(not(target_os = "none"))]
+    {
+        let _ = wall_ns;
+        let mut host = KernelHost { ctx, registry: registry(), args: Vec::new() };
+        match interp::run(&graft.verified, graft_ir::Module::ENTRY, args, regions, fuel, &mut host) {
+            Ok(Some(DataValue::I32(v))) => Ok(v),
+            Ok(_) => Err(AbortReason::HostContract),
+            Err(e) => Err(e),
         }
     }
 }
@@ -379,19 +452,12 @@ fn run_in_transaction(
         for b in buffers.iter_mut() {
             regions.push(&mut **b);
         }
-        let mut host = KernelHost {
-            ctx: CallCtx { owner: graft.owner, txn: &mut *txn, memory_limit: graft.limits.memory },
-            registry: registry(),
-            args: Vec::new(),
-        };
-        let mut fuel = graft.limits.fuel;
-        let r = interp::run(&graft.verified, graft_ir::Module::ENTRY, args, &mut regions, &mut fuel, &mut host);
-        graft.stats.fuel_used.fetch_add(graft.limits.fuel - fuel, Ordering::Relaxed);
-        match r {
-            Ok(Some(DataValue::I32(v))) => Ok(v),
-            Ok(_) => Err(AbortReason::HostContract),
-            Err(e) => Err(e),
-        }
+        let limits = graft.limits();
+        let ctx = CallCtx { owner: graft.owner, txn: &mut *txn, memory_limit: limits.memory };
+        let mut fuel = limits.fuel;
+        let r = execute(graft, ctx, args, &mut regions, &mut fuel, limits.wall_ns);
+        graft.stats.fuel_used.fetch_add(limits.fuel - fuel, Ordering::Relaxed);
+        r
     };
     let outcome = outcome.and_then(|v| if validate(v, buffers) { Ok(v) } else { Err(AbortReason::InvalidResult) });
     // A waiter timed out on a lock this thread holds: the transaction is doomed.

@@ -216,6 +216,76 @@ pub fn grafts_are_confined_to_their_installer() -> TestResult {
     Ok(())
 }
 
+pub fn abort_integer_overflow() -> TestResult {
+    // i32::MIN / -1 does not fit: guarded, never a hardware divide error.
+    let tail = "    v8 = iconst.i32 -2147483648\n    v9 = iconst.i32 -1\n    v10 = sdiv v8, v9\n    return v10";
+    check_abort(ProcessId(314), &graft_text("", tail), 0, AbortReason::IntegerOverflow)
+}
+
+/// A pure computation (a loop over the candidates mixing arithmetic, shifts, compares and data
+/// region traffic) gives the same answer through dispatch as through the reference interpreter.
+pub fn result_equals_the_interpreter() -> TestResult {
+    let pid = ProcessId(315);
+    let text = "graft vm.pick_victim
+resources data_size=64 fuel=100000
+
+function fn0(i32) -> i32 {
+b0(v0: i32):
+    v1 = iconst.i32 0
+    v2 = iconst.i64 0x1e3779b97f4a7c15
+    jump b1(v1, v2)
+b1(v3: i32, v4: i64):
+    v5 = iconst.i32 200
+    v6 = icmp slt v3, v5
+    brif v6, b2, b3
+b2:
+    v7 = sextend.i64 v3
+    v8 = imul v4, v2
+    v9 = iconst.i64 29
+    v10 = ushr v8, v9
+    v11 = bxor v10, v7
+    v12 = iconst.i32 3
+    v13 = ishl v3, v12
+    store r0[v13], v11
+    v14 = load.i64 r0[v13 + 8]
+    v15 = iadd v11, v14
+    v16 = iconst.i32 1
+    v17 = iadd v3, v16
+    jump b1(v17, v15)
+b3:
+    v18 = iconst.i64 4
+    v19 = urem v4, v18
+    v20 = ireduce.i32 v19
+    return v20
+}
+";
+    let id = load_text(pid, text)?;
+    runtime::attach(pid, id).map_err(|e| fail(format!("attach: {e}")))?;
+    let graft = runtime::graft(id).ok_or_else(|| fail("graft vanished".into()))?;
+    let mut data = graft_ir::interp::initial_data(graft.verified().module());
+    let mut cands = [0u8; 64];
+    let mut fuel = 100_000;
+    let expected = graft_ir::interp::run(
+        graft.verified(),
+        graft_ir::Module::ENTRY,
+        &[DataValue::I32(4)],
+        &mut [&mut data[..], &mut cands[..]],
+        &mut fuel,
+        &mut graft_ir::interp::NoHost,
+    );
+    let expected = match expected {
+        Ok(Some(DataValue::I32(v))) => v,
+        other => return Err(fail(format!("interpreter: {other:?}"))),
+    };
+    let mut txn = new_txn(pid);
+    let (answer, outcome) = call(pid, &mut txn, 4);
+    check_eq!(outcome, Outcome::Committed);
+    check_eq!(answer, expected);
+    check_eq!(graft.stats().fuel_used, 100_000 - fuel);
+    runtime::unload(pid, id).map_err(|e| fail(format!("unload: {e}")))?;
+    Ok(())
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         #[cfg(test)]
@@ -242,4 +312,48 @@ both!(
     commit_persists_and_runs_deferred_actions_once,
     repeated_aborts_detach_the_graft,
     grafts_are_confined_to_their_installer,
+    abort_integer_overflow,
+    result_equals_the_interpreter,
 );
+
+/// The watchdog stops a call that would run for a very long time on its fuel: the timer
+/// interrupts the graft's code and the call aborts `Watchdog` (kernel only: the interpreter on
+/// the host has no timer).
+#[cfg(all(feature = "ktest", target_os = "none"))]
+mod kernel_only {
+    use super::*;
+
+    crate::ktest! {
+        fn abort_watchdog() -> TestResult {
+            let pid = ProcessId(316);
+            let id = load_text(pid, &graft_text("", "    jump b1\nb1:\n    jump b1"))?;
+            runtime::attach(pid, id).map_err(|e| fail(format!("attach: {e}")))?;
+            let graft = runtime::graft(id).ok_or_else(|| fail("graft vanished".into()))?;
+            let mut limits = graft.limits();
+            limits.fuel = 1 << 40;
+            limits.wall_ns = 30_000_000;
+            graft.set_limits(limits);
+            let mut txn = new_txn(pid);
+            let digest = state::digest(pid);
+            let start = crate::time::uptime_ns();
+            let (answer, outcome) = call(pid, &mut txn, 0);
+            let took = crate::time::uptime_ns() - start;
+            check_eq!(outcome, Outcome::Aborted(AbortReason::Watchdog));
+            check_eq!(answer, 3);
+            check!(took >= 30_000_000, "aborted after {took} ns, before the limit");
+            check_eq!(state::digest(pid), digest);
+            check_eq!(process_locks_held(pid), 0);
+            runtime::unload(pid, id).map_err(|e| fail(format!("unload: {e}")))?;
+            Ok(())
+        }
+
+        fn graft_code_is_published_read_only_and_executable() -> TestResult {
+            let pid = ProcessId(317);
+            let id = load_text(pid, &graft_text("", "    return v1"))?;
+            let graft = runtime::graft(id).ok_or_else(|| fail("graft vanished".into()))?;
+            check!(graft.code_size() > 0);
+            runtime::unload(pid, id).map_err(|e| fail(format!("unload: {e}")))?;
+            Ok(())
+        }
+    }
+}

@@ -256,6 +256,26 @@ impl Drop for ExecCode {
     }
 }
 
+/// Maps a kernel stack of `len` bytes (rounded up to pages) with an unmapped guard page below
+/// it, so an overflow faults instead of corrupting memory. Returns (lowest address, top).
+/// The stack lives as long as the kernel.
+pub fn map_stack(len: u64) -> Result<(u64, u64), MapError> {
+    let pages = len.div_ceil(PAGE_SIZE);
+    let base = {
+        let mut w = CODE.lock();
+        let base = w.next;
+        // guard page, the stack, and the window's usual guard page after it
+        if base + (pages + 2) * PAGE_SIZE > w.end {
+            return Err(MapError::OutOfFrames);
+        }
+        w.next += (pages + 2) * PAGE_SIZE;
+        base
+    };
+    let bottom = base + PAGE_SIZE;
+    map_fresh(VirtAddr::new(bottom), pages * PAGE_SIZE, PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE)?;
+    Ok((bottom, bottom + pages * PAGE_SIZE))
+}
+
 /// Copies `code` into fresh pages of the code window, then makes them read-only and
 /// executable.
 pub fn publish_code(code: &[u8]) -> Result<ExecCode, MapError> {

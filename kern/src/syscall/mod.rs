@@ -220,6 +220,7 @@ fn graft_load(a: [u64; 6]) -> Result<u64, Error> {
                 LoadError::Verify(_) => (Error::Rejected, alloc::format!("{e}")),
                 LoadError::Unimplemented(_) => (Error::Unsupported, alloc::format!("{e}")),
                 LoadError::TooMany => (Error::TooMany, alloc::format!("{e}")),
+                LoadError::Compile(_) => (Error::NoMemory, alloc::format!("{e}")),
             };
             if a[3] > 0 {
                 uaccess::check_range(a[2], a[3])?;

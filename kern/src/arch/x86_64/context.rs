@@ -34,7 +34,27 @@ switch_stacks:
     options(att_syntax)
 );
 
+// `call_on_stack(arg: rdi, f: rsi, stack_top: rdx)`: runs `f(arg)` on another stack and comes
+// back to this one.
+global_asm!(
+    r#"
+    .section .text.call_on_stack, "ax"
+    .global call_on_stack_asm
+call_on_stack_asm:
+    pushq %rbp
+    movq %rsp, %rbp
+    movq %rdx, %rsp
+    callq *%rsi
+    movq %rbp, %rsp
+    popq %rbp
+    ret
+    .text
+"#,
+    options(att_syntax)
+);
+
 unsafe extern "C" {
+    fn call_on_stack_asm(arg: *mut core::ffi::c_void, f: extern "C" fn(*mut core::ffi::c_void), stack_top: u64);
     fn switch_stacks(save_rsp: *mut u64, next_rsp: u64);
     static trap_return: u8;
 }
@@ -48,6 +68,23 @@ unsafe extern "C" {
 pub unsafe fn switch(save_rsp: *mut u64, next_rsp: u64) {
     // SAFETY: forwarded from the caller.
     unsafe { switch_stacks(save_rsp, next_rsp) }
+}
+
+/// Runs `f(arg)` on the stack whose top is `stack_top` (16-byte aligned), then returns here.
+///
+/// # Safety
+/// The stack must be mapped, unused by anyone else during the call, and large enough for `f`.
+pub unsafe fn call_on_stack(stack_top: u64, f: extern "C" fn(*mut core::ffi::c_void), arg: *mut core::ffi::c_void) {
+    // SAFETY: forwarded from the caller; the assembly restores our stack pointer from rbp.
+    unsafe { call_on_stack_asm(arg, f, stack_top & !0xf) }
+}
+
+/// Whether the current stack pointer lies within `len` bytes below `top`.
+pub fn on_stack_below(top: u64, len: u64) -> bool {
+    let rsp: u64;
+    // SAFETY: reads the stack pointer only.
+    unsafe { core::arch::asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack, preserves_flags)) };
+    rsp <= top && rsp > top - len
 }
 
 /// Lays out a new thread's kernel stack (`stack_top` is its highest address, 16-byte aligned)

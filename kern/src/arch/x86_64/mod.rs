@@ -49,6 +49,14 @@ pub fn without_interrupts<R>(f: impl FnOnce() -> R) -> R {
     interrupts::without_interrupts(f)
 }
 
+pub fn enable_interrupts() {
+    interrupts::enable();
+}
+
+pub fn disable_interrupts() {
+    interrupts::disable();
+}
+
 pub fn interrupts_enabled() -> bool {
     interrupts::are_enabled()
 }

@@ -226,6 +226,11 @@ pub fn breakpoint_count() -> u64 {
 /// Entry from `trap_common` with interrupts disabled.
 #[unsafe(no_mangle)]
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
+    // A check that failed in graft code (ud2), or any other fault inside it: the call is
+    // aborted and the kernel goes on.
+    if matches!(frame.vector, 0 | 6 | 12 | 13 | 14) && frame.cs & 3 == 0 && crate::graft::jit::on_fault(frame) {
+        return;
+    }
     match frame.vector {
         3 => {
             // `int3` leaves RIP after the instruction: returning resumes execution.
@@ -237,6 +242,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         v if v == u64::from(TIMER_VECTOR) => {
             crate::time::on_tick();
             apic::end_of_interrupt();
+            crate::graft::jit::watchdog(frame);
             crate::task::on_tick();
         }
         v if v == u64::from(SPURIOUS_VECTOR) => {}
