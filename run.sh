@@ -5,6 +5,7 @@
 #   ./run.sh test       host tests (cargo test), the in-kernel test suite and the end-to-end
 #                       tests of user space, all in QEMU
 #   ./run.sh shell      boot to the interactive shell on this terminal (Ctrl-A X quits QEMU)
+#   ./run.sh bench      the overhead table, measured in the guest under -icount (instructions)
 #   ./run.sh setup      only install what is missing (toolchain, QEMU)
 #   ./run.sh build      only build the host tools, user programs, grafts and disk images
 #
@@ -178,12 +179,21 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+cmd_bench() {
+  cmd_build
+  say "building the kernel's benchmark build"
+  build_kernel kern-bench --features bench
+  say "running the benchmarks in QEMU under -icount shift=0 (rdtsc counts guest instructions)"
+  "$BOOT" run "$BUILD/kern-bench.img" --timeout "${TIMEOUT:-600}" --icount --cmdline "log=warn ${CMDLINE:-}"
+}
+
 case "$COMMAND" in
   demo) cmd_demo ;;
+  bench) cmd_bench ;;
   test) cmd_test ;;
   shell) cmd_shell ;;
   setup) setup ;;
   build) cmd_build ;;
-  -h|--help|help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' ;;
+  -h|--help|help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' ;;
   *) die "unknown command '$COMMAND' (try ./run.sh help)" ;;
 esac

@@ -2,7 +2,7 @@
 use spin::Once;
 
 use crate::cmdline::{self, Cmdline};
-#[cfg(not(feature = "ktest"))]
+#[cfg(not(any(feature = "ktest", feature = "bench")))]
 use crate::console;
 use crate::{arch, logger, memory, time};
 
@@ -56,7 +56,10 @@ pub fn run() -> ! {
     #[cfg(feature = "ktest")]
     crate::ktest::run_all(cmdline().test_filter.as_deref());
 
-    #[cfg(not(feature = "ktest"))]
+    #[cfg(feature = "bench")]
+    crate::bench::run();
+
+    #[cfg(not(any(feature = "ktest", feature = "bench")))]
     {
         let mode = cmdline().mode;
         if crate::fs::ramdisk::file("bin/init").is_some() {
@@ -83,7 +86,7 @@ fn enable_write_protect() {
 }
 
 /// The non-interactive run of `./run.sh`: show that the machine is up, then power off.
-#[cfg(not(feature = "ktest"))]
+#[cfg(not(any(feature = "ktest", feature = "bench")))]
 fn demo() -> ! {
     let start = time::ticks();
     while time::ticks() < start + 5 {

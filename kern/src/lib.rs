@@ -16,6 +16,8 @@ pub mod sync;
 
 #[cfg(target_os = "none")]
 pub mod arch;
+#[cfg(all(target_os = "none", feature = "bench"))]
+pub mod bench;
 #[cfg(target_os = "none")]
 pub mod console;
 #[cfg(target_os = "none")]

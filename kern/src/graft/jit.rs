@@ -57,6 +57,16 @@ impl JitCode {
         Ok(JitCode { exec, compiled, functions })
     }
 
+    /// Benchmark builds only: compile with some sandbox checks left out, to measure them.
+    #[cfg(feature = "bench")]
+    pub fn compile_unchecked(verified: &Verified, unchecked: graft_jit::Unchecked) -> Result<JitCode, CompileError> {
+        let options = graft_jit::Options { unchecked, ..graft_jit::Options::default() };
+        let compiled = graft_jit::compile_with(verified, &options).map_err(CompileError::Jit)?;
+        let exec = memory::publish_code(compiled.code()).map_err(CompileError::Map)?;
+        let functions = compiled.function_table(exec.base().as_u64());
+        Ok(JitCode { exec, compiled, functions })
+    }
+
     pub fn code_size(&self) -> usize {
         self.exec.len()
     }

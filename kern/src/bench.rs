@@ -1,0 +1,234 @@
+//! The overhead table, measured in the guest (`./run.sh bench`).
+//!
+//! QEMU runs with `-icount shift=0`, so the time-stamp counter counts guest instructions: the
+//! figures are instruction counts, the same on every run of the same build. Each row is the
+//! mean over many repetitions minus the cost of the empty measuring loop. Next to them, the
+//! per-call costs VINO reported in 1996 (microseconds on a 120 MHz Pentium) for its four
+//! grafts: read-ahead (RA), page eviction (VM), scheduling (Sched) and encryption (Encrypt).
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::hint::black_box;
+
+use graft_ir::abi;
+use graft_ir::interp::DataValue;
+
+use crate::arch::{self, QemuExit};
+use crate::fs::ramdisk;
+use crate::graft::callables::{CallCtx, LOCKS};
+use crate::graft::locks::{LockId, Owner};
+use crate::graft::runtime::{self, GraftId};
+use crate::graft::state::ProcessId;
+use crate::graft::txn::{Action, TxnLog};
+use crate::graft::jit::JitCode;
+use crate::kprintln;
+use crate::time::rdtsc;
+
+const N: u64 = 2000;
+
+/// Mean instructions of `f` over `n` runs, less the empty loop's.
+fn measure(n: u64, mut f: impl FnMut()) -> u64 {
+    let empty = {
+        let t = rdtsc();
+        for _ in 0..n {
+            black_box(());
+        }
+        rdtsc() - t
+    };
+    let t = rdtsc();
+    for _ in 0..n {
+        f();
+    }
+    (rdtsc() - t).saturating_sub(empty) / n
+}
+
+fn noop(_: u64, _: u64) {}
+
+fn load(pid: ProcessId, blob: &[u8]) -> Option<GraftId> {
+    match runtime::load(pid, blob) {
+        Ok(id) => Some(id),
+        Err(e) => {
+            kprintln!("bench: cannot load: {e}");
+            None
+        }
+    }
+}
+
+fn load_text(pid: ProcessId, text: &str) -> Option<GraftId> {
+    let module = graft_ir::parse(text).ok()?;
+    let blob = graft_ir::encode(&module).ok()?;
+    load(pid, &blob)
+}
+
+#[inline(never)]
+fn default_pick(_: &mut [&mut [u8]]) -> i32 {
+    black_box(0)
+}
+
+/// Cost of one dispatch of `point` for `pid` with `args` and `buffers`.
+fn dispatch_cost(point: &'static abi::GraftPoint, pid: ProcessId, args: &[DataValue], buffers: &mut [&mut [u8]]) -> u64 {
+    let mut txn = TxnLog::new(Owner(200), 256, 16);
+    measure(N / 4, || {
+        black_box(runtime::dispatch(point, pid, &mut txn, args, buffers, |_, _| true, default_pick));
+    })
+}
+
+struct Row {
+    what: &'static str,
+    ours: String,
+    vino: &'static str,
+}
+
+pub fn run() -> ! {
+    kprintln!("bench: measuring (guest instructions; QEMU -icount shift=0)");
+    let sched = abi::graft_point("sched.pick_next").expect("point");
+    let pid = ProcessId(900);
+    let plain = ProcessId(901);
+    let mut rows: Vec<Row> = Vec::new();
+    let mut row = |what, ours: String, vino| rows.push(Row { what, ours, vino });
+
+    // The kernel's default, called directly.
+    let mut threads = [0u8; 24 * 4];
+    let direct = measure(N, || {
+        black_box(default_pick(black_box(&mut [&mut threads[..]])));
+    });
+    row("direct call of the default", alloc::format!("{direct}"), "");
+
+    // Indirection: the slot lookup that finds no graft.
+    let indir = measure(N, || {
+        black_box(runtime::attached(black_box(sched), black_box(plain)));
+    });
+    row("indirection (slot lookup)", alloc::format!("{indir}"), "Indir 1 / 1 / 1 / 0");
+
+    // Begin + commit with no records.
+    let mut txn = TxnLog::new(Owner(201), 64, 8);
+    let bc = measure(N, || {
+        let _ = txn.begin();
+        let _ = txn.commit(&LOCKS);
+    });
+    row("begin + commit, no records", alloc::format!("{bc}"), "Begin 36/52/38/32 + Commit 28/34/30/32");
+    let ab0 = measure(N, || {
+        let _ = txn.begin();
+        let _ = txn.abort(&LOCKS);
+    });
+    row("begin + abort, 0 undo records", alloc::format!("{ab0}"), "Abort 29 / 27 / 33 / 36");
+    let ab16 = measure(N, || {
+        let _ = txn.begin();
+        for i in 0..16 {
+            let _ = txn.log_undo(Action { run: noop, a: i, b: 0 });
+        }
+        let _ = txn.abort(&LOCKS);
+    });
+    row("begin + abort, 16 undo records", alloc::format!("{ab16}"), "");
+    let lock = measure(N, || {
+        let _ = txn.begin();
+        let _ = txn.lock(&LOCKS, LockId(15));
+        let _ = txn.commit(&LOCKS);
+    });
+    row("lock acquire + release in a txn", alloc::format!("{}", lock.saturating_sub(bc)), "Lock 33 / 34 / 33 / 0");
+
+    // Dispatch with no graft attached, and of an empty graft.
+    let args = [DataValue::I32(4)];
+    let none = dispatch_cost(sched, plain, &args, &mut [&mut threads[..]]);
+    row("dispatch, no graft attached", alloc::format!("{none} (+{} over direct)", none.saturating_sub(direct)), "");
+    let empty = "graft sched.pick_next\nresources data_size=8 fuel=1000\n\nfunction fn0(i32) -> i32 {\nb0(v0: i32):\n    v1 = iconst.i32 0\n    return v1\n}\n";
+    let empty_cost = match load_text(pid, empty) {
+        Some(id) => {
+            let _ = runtime::attach(pid, id);
+            let c = dispatch_cost(sched, pid, &args, &mut [&mut threads[..]]);
+            let _ = runtime::unload(pid, id);
+            row("dispatch of an empty graft", alloc::format!("{c} (+{} over direct)", c.saturating_sub(direct)), "");
+            c
+        }
+        None => 0,
+    };
+
+    // The sample grafts: cost of the graft's own work (dispatch minus the empty graft).
+    let samples: [(&str, &str, &'static str); 4] = [
+        ("grafts/keep_buffer_cache.gb", "graft work: VM page eviction", "Graft 160 (VM)"),
+        ("grafts/group_schedule.gb", "graft work: Sched group scheduling", "Graft 35 (Sched)"),
+        ("grafts/xtea_read_filter.gb", "graft work: Encrypt XTEA, 512 bytes", "Graft 166 (Encrypt)"),
+        ("grafts/readahead_pattern.gb", "graft work: RA read-ahead", "Graft 2 (RA)"),
+    ];
+    for (path, what, vino) in samples {
+        let Some(blob) = ramdisk::file(path) else {
+            row(what, String::from("(blob not in the ramdisk)"), vino);
+            continue;
+        };
+        let p = ProcessId(902);
+        let Some(id) = load(p, blob) else {
+            row(what, String::from("(not loadable yet: needs the file system's callables)"), vino);
+            continue;
+        };
+        let g = runtime::graft(id).expect("just loaded");
+        let point = g.point;
+        let _ = runtime::attach(p, id);
+        let cost = match point.name {
+            "vm.pick_victim" => {
+                let mut cands = [0u8; 16 * 8];
+                for (i, rec) in cands.chunks_mut(16).enumerate() {
+                    rec[8..12].copy_from_slice(&((i as u32 % 3) * 5).to_le_bytes());
+                    rec[12..16].copy_from_slice(&(i as u32 * 7).to_le_bytes());
+                }
+                dispatch_cost(point, p, &[DataValue::I32(8)], &mut [&mut cands[..]])
+            }
+            "sched.pick_next" => {
+                let mut t = [0u8; 24 * 4];
+                for (i, rec) in t.chunks_mut(24).enumerate() {
+                    rec[0..4].copy_from_slice(&(i as u32 + 7).to_le_bytes());
+                    rec[8..16].copy_from_slice(&(1000u64 * (4 - i as u64)).to_le_bytes());
+                }
+                dispatch_cost(point, p, &[DataValue::I32(4)], &mut [&mut t[..]])
+            }
+            _ => {
+                let mut buf = [0x5au8; 512];
+                let args = [DataValue::Handle(graft_ir::HandleKind::File, 1), DataValue::I64(0), DataValue::I32(512)];
+                dispatch_cost(point, p, &args, &mut [&mut buf[..]])
+            }
+        };
+        let s = g.stats();
+        let note = if s.total_aborts() > 0 { " (aborted!)" } else { "" };
+        row(what, alloc::format!("{}{note}, {} B code", cost.saturating_sub(empty_cost), g.code_size()), vino);
+        let _ = runtime::unload(p, id);
+    }
+
+    // SFI: the same memory-heavy graft with and without the sandbox checks.
+    if let Some(blob) = ramdisk::file("grafts/xtea_read_filter.gb") {
+        if let Some(v) = graft_ir::decode(blob).ok().and_then(|m| graft_ir::verify(m).ok()) {
+            let checked = JitCode::compile_unchecked(&v, graft_jit::Unchecked::default());
+            let unchecked = JitCode::compile_unchecked(&v, graft_jit::Unchecked { memory: true, fuel: false });
+            if let (Ok(c), Ok(u)) = (checked, unchecked) {
+                let run = |code: &JitCode| {
+                    let mut data = graft_ir::interp::initial_data(v.module());
+                    let mut buf = [0x5au8; 512];
+                    let mut txn = TxnLog::new(Owner(202), 64, 8);
+                    measure(N / 4, || {
+                        let mut fuel = 1_000_000;
+                        txn.begin().ok();
+                        let ctx = CallCtx { owner: pid, txn: &mut txn, memory_limit: 0 };
+                        let args = [DataValue::Handle(graft_ir::HandleKind::File, 1), DataValue::I64(0), DataValue::I32(512)];
+                        let _ = black_box(crate::graft::jit::call(code, ctx, runtime::registry(), &args, &mut [&mut data[..], &mut buf[..]], &mut fuel, u64::MAX / 4));
+                        txn.commit(&LOCKS).ok();
+                    })
+                };
+                let (tc, tu) = (run(&c), run(&u));
+                row(
+                    "SFI: region checks, XTEA 512 B",
+                    alloc::format!("{} ({tc} checked vs {tu} unchecked, x{}.{:02})", tc.saturating_sub(tu), tc / tu.max(1), (tc % tu.max(1)) * 100 / tu.max(1)),
+                    "SFI 187 (Encrypt)",
+                );
+            }
+        }
+    }
+
+    kprintln!();
+    kprintln!("{:<38} {:>34}   {}", "per call", "ours (guest instructions)", "VINO 1996 (us: RA / VM / Sched / Encrypt)");
+    kprintln!("{}", "-".repeat(120));
+    for r in &rows {
+        kprintln!("{:<38} {:>34}   {}", r.what, r.ours, r.vino);
+    }
+    kprintln!("{}", "-".repeat(120));
+    kprintln!("VINO totals: 103 / 307 / 142 / 417 us per call. Ours at 1 instruction/ns would be the figures above in ns.");
+    let empty_over = empty_cost.saturating_sub(direct);
+    kprintln!("bench: empty-graft dispatch costs {empty_over} instructions more than a direct call of the default (target: at most 150)");
+    arch::exit_qemu(QemuExit::Success)
+}
