@@ -134,6 +134,10 @@ pub fn run() -> ! {
     let empty_cost = match load_text(pid, empty) {
         Some(id) => {
             let _ = runtime::attach(pid, id);
+            let lookup = measure(N, || {
+                black_box(runtime::attached(black_box(sched), black_box(pid)));
+            });
+            row("  of which slot lookup, graft found", alloc::format!("{lookup}"), "");
             let c = dispatch_cost(sched, pid, &args, &mut [&mut threads[..]]);
             let _ = runtime::unload(pid, id);
             row("dispatch of an empty graft", alloc::format!("{c} (+{} over direct)", c.saturating_sub(direct)), "");

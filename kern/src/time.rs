@@ -41,6 +41,15 @@ pub fn uptime_ns() -> u64 {
     }
 }
 
+/// `ns` nanoseconds in time-stamp-counter ticks (saturating; unbounded before the counter is
+/// calibrated). One division: meant to be computed once, not per event.
+pub fn ns_to_tsc(ns: u64) -> u64 {
+    match TSC_HZ.load(Ordering::Relaxed) {
+        0 => u64::MAX,
+        hz => (u128::from(ns) * u128::from(hz) / 1_000_000_000).min(u128::from(u64::MAX)) as u64,
+    }
+}
+
 /// Milliseconds since the timer was started (0 before).
 pub fn uptime_ms() -> u64 {
     match HZ.load(Ordering::Relaxed) {

@@ -112,9 +112,6 @@ fn compile_on_big_stack(verified: &Verified) -> Result<Compiled, CompileError> {
 const GRAFT_STACK: u64 = 128 * 1024;
 const CALLABLE_RESERVE: u64 = 64 * 1024;
 
-/// Wall-clock limit of one call, unless the graft's limits say otherwise.
-pub const DEFAULT_WALL_NS: u64 = 100_000_000;
-
 static STACK: Once<Result<(u64, u64), MapError>> = Once::new();
 
 /// What the fault handler and the watchdog need to know about the call in progress.
@@ -124,7 +121,8 @@ struct Active {
     base: u64,
     len: u64,
     traps: *const graft_jit::TrapTable,
-    deadline_ns: u64,
+    /// Time-stamp counter value past which the watchdog aborts the call.
+    deadline_tsc: u64,
 }
 
 /// The call in progress on this (only) CPU. Written only with interrupts disabled; read by the
@@ -143,10 +141,15 @@ fn active() -> Option<Active> {
 }
 
 fn set_active(a: Option<Active>) {
-    crate::arch::without_interrupts(|| {
-        // SAFETY: interrupts are off; nothing else can observe the slot mid-write.
-        unsafe { *ACTIVE.0.get() = a };
-    });
+    let was_enabled = crate::arch::interrupts_enabled();
+    if was_enabled {
+        crate::arch::disable_interrupts();
+    }
+    // SAFETY: interrupts are off; nothing else can observe the slot mid-write.
+    unsafe { *ACTIVE.0.get() = a };
+    if was_enabled {
+        crate::arch::enable_interrupts();
+    }
 }
 
 /// The kernel objects a call's imports work on.
@@ -156,7 +159,7 @@ struct HostCtx<'a, 'b> {
 }
 
 /// Runs the graft's entry with `args` and `regions` (`regions[0]` the data region, then the
-/// point's buffers), `fuel`, and `wall_ns` of wall-clock time. Returns the entry's i32 result or
+/// point's buffers), `fuel`, and `wall_tsc` time-stamp-counter ticks of wall-clock time. Returns the entry's i32 result or
 /// the abort reason; `fuel` is left with what remains.
 pub fn call(
     code: &JitCode,
@@ -165,7 +168,7 @@ pub fn call(
     args: &[DataValue],
     regions: &mut [&mut [u8]],
     fuel: &mut u64,
-    wall_ns: u64,
+    wall_tsc: u64,
 ) -> Result<i32, AbortReason> {
     if active().is_some() {
         // A graft reached from inside a graft's callable would need its own stack and
@@ -193,19 +196,22 @@ pub fn call(
     ctx.host = &mut host as *mut HostCtx as *mut c_void;
     ctx.stack_limit = bottom + CALLABLE_RESERVE;
     code.compiled.check_context(&ctx)?;
-    let argv: Vec<u64> = args.iter().map(|a| a.to_bits()).collect();
-    if argv.len() != code.compiled.entry_params().len() {
+    let mut argv = [0u64; 8];
+    if args.len() != code.compiled.entry_params().len() || args.len() > argv.len() {
         return Err(AbortReason::HostContract);
+    }
+    for (slot, a) in argv.iter_mut().zip(args) {
+        *slot = a.to_bits();
     }
     let region = code.region();
     let entry = region.base + u64::from(code.compiled.entry_offset());
-    let deadline_ns = crate::time::uptime_ns().saturating_add(wall_ns);
+    let deadline_tsc = crate::time::rdtsc().saturating_add(wall_tsc);
     set_active(Some(Active {
         ctx: &mut ctx,
         base: region.base,
         len: region.len,
         traps: code.compiled.traps(),
-        deadline_ns,
+        deadline_tsc,
     }));
     let mut job = (entry, &mut ctx as *mut Context, argv.as_ptr(), Ok(0u64));
     let was_enabled = crate::arch::interrupts_enabled();
@@ -253,7 +259,7 @@ pub fn on_fault(frame: &mut TrapFrame) -> bool {
 /// Called on every timer tick: aborts a call past its deadline.
 pub fn watchdog(frame: &mut TrapFrame) {
     let Some(a) = active() else { return };
-    if crate::time::uptime_ns() < a.deadline_ns {
+    if crate::time::rdtsc() < a.deadline_tsc {
         return;
     }
     // SAFETY: as in `on_fault`.

@@ -49,6 +49,20 @@ pub struct Limits {
     pub wall_ns: u64,
 }
 
+impl Limits {
+    /// The watchdog limit in time-stamp-counter ticks (computed once, not per call).
+    fn wall_tsc(&self) -> u64 {
+        #[cfg(target_os = "none")]
+        {
+            crate::time::ns_to_tsc(self.wall_ns)
+        }
+        #[cfg(not(target_os = "none"))]
+        {
+            self.wall_ns
+        }
+    }
+}
+
 /// Fuel the kernel grants one call at most, whatever the module asks for.
 pub const MAX_FUEL_PER_CALL: u64 = 1_000_000;
 pub const DEFAULT_MAX_ABORTS: u32 = 5;
@@ -93,7 +107,8 @@ pub struct Graft {
     /// Its machine code (in the kernel; host builds run the reference interpreter).
     #[cfg(target_os = "none")]
     jit: super::jit::JitCode,
-    limits: Mutex<Limits>,
+    /// The limits, and the watchdog limit in TSC ticks derived from them.
+    limits: Mutex<(Limits, u64)>,
     pub stats: Stats,
     attached: AtomicBool,
     /// The process whose slot holds the graft while attached.
@@ -128,12 +143,12 @@ impl Graft {
     }
 
     pub fn limits(&self) -> Limits {
-        *self.limits.lock()
+        self.limits.lock().0
     }
 
-    /// Changes the graft's limits (fuel is still capped by the module's request).
+    /// Changes the graft's limits.
     pub fn set_limits(&self, limits: Limits) {
-        *self.limits.lock() = limits;
+        *self.limits.lock() = (limits, limits.wall_tsc());
     }
 
     /// Bytes of machine code the graft was compiled to (0 when interpreted).
@@ -225,7 +240,23 @@ pub fn registry() -> &'static Registry {
 }
 
 fn point_index(p: &GraftPoint) -> usize {
+    // Points come from the ABI table: their index follows from the address (the hot path);
+    // a copy made elsewhere is found by name.
+    let base = abi::GRAFT_POINTS.as_ptr() as usize;
+    let offset = (p as *const GraftPoint as usize).wrapping_sub(base);
+    let size = core::mem::size_of::<GraftPoint>();
+    if offset % size == 0 && offset / size < abi::GRAFT_POINTS.len() {
+        return offset / size;
+    }
     abi::GRAFT_POINTS.iter().position(|q| q.name == p.name).unwrap_or(usize::MAX)
+}
+
+/// Grafts attached to each point (by index in the ABI table), for every process: lets the
+/// common case of a point nobody grafted skip the slot table and its lock.
+static ATTACHED_AT: [AtomicU32; 8] = [const { AtomicU32::new(0) }; 8];
+
+fn attached_at(index: usize) -> Option<&'static AtomicU32> {
+    ATTACHED_AT.get(index)
 }
 
 /// Decodes, verifies and prepares a graft for `owner`.
@@ -261,7 +292,7 @@ pub fn load(owner: ProcessId, blob: &[u8]) -> Result<GraftId, LoadError> {
             data: Mutex::new(data),
             #[cfg(target_os = "none")]
             jit,
-            limits: Mutex::new(limits),
+            limits: Mutex::new((limits, limits.wall_tsc())),
             stats: Stats::default(),
             attached: AtomicBool::new(false),
             target: AtomicU32::new(0),
@@ -299,6 +330,9 @@ pub fn attach_for(owner: ProcessId, id: GraftId, target: ProcessId) -> Result<()
         g.attached.store(true, Ordering::Relaxed);
         g.target.store(target.0, Ordering::Relaxed);
         t.slots.insert(key, g);
+        if let Some(n) = attached_at(key.0) {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(())
     })
 }
@@ -319,6 +353,9 @@ pub fn detach(owner: ProcessId, id: GraftId) -> Result<(), AttachError> {
         match t.slots.get(&key) {
             Some(s) if s.id == id => {
                 t.slots.remove(&key);
+                if let Some(n) = attached_at(key.0) {
+                    n.fetch_sub(1, Ordering::Relaxed);
+                }
                 g.attached.store(false, Ordering::Relaxed);
                 Ok(())
             }
@@ -342,8 +379,11 @@ pub fn unload(owner: ProcessId, id: GraftId) -> Result<(), AttachError> {
 
 /// The graft in `point`'s slot for `owner`, if any.
 pub fn attached(point: &GraftPoint, owner: ProcessId) -> Option<Arc<Graft>> {
-    let key = (point_index(point), owner);
-    with_tables(|t| t.slots.get(&key).cloned())
+    let index = point_index(point);
+    if attached_at(index).is_some_and(|n| n.load(Ordering::Relaxed) == 0) {
+        return None;
+    }
+    with_tables(|t| t.slots.get(&(index, owner)).cloned())
 }
 
 /// What one dispatch did (for tests and benchmarks).
@@ -416,15 +456,15 @@ fn execute(
     args: &[DataValue],
     regions: &mut [&mut [u8]],
     fuel: &mut u64,
-    wall_ns: u64,
+    wall_tsc: u64,
 ) -> Result<i32, AbortReason> {
     #[cfg(target_os = "none")]
     {
-        super::jit::call(&graft.jit, ctx, registry(), args, regions, fuel, wall_ns)
+        super::jit::call(&graft.jit, ctx, registry(), args, regions, fuel, wall_tsc)
     }
     #[cfg(not(target_os = "none"))]
     {
-        let _ = wall_ns;
+        let _ = wall_tsc;
         let mut host = KernelHost { ctx, registry: registry(), args: Vec::new() };
         match interp::run(&graft.verified, graft_ir::Module::ENTRY, args, regions, fuel, &mut host) {
             Ok(Some(DataValue::I32(v))) => Ok(v),
@@ -432,6 +472,16 @@ fn execute(
             Err(e) => Err(e),
         }
     }
+}
+
+/// Most buffers a graft point passes in.
+const MAX_BUFFERS: usize = 4;
+
+fn abort_now(graft: &Graft, txn: &mut TxnLog, reason: AbortReason) -> Result<i32, AbortReason> {
+    if let Err(e) = txn.abort(&callables::LOCKS) {
+        log::error!("abort of {} failed: {e}", graft.id);
+    }
+    Err(reason)
 }
 
 fn run_in_transaction(
@@ -447,15 +497,21 @@ fn run_in_transaction(
     let locks = &callables::LOCKS;
     let outcome = {
         let mut data = graft.data.lock();
-        let mut regions: Vec<&mut [u8]> = Vec::with_capacity(1 + buffers.len());
-        regions.push(&mut data[..]);
-        for b in buffers.iter_mut() {
-            regions.push(&mut **b);
+        // The data region then the point's buffers, without allocating on the call path.
+        if buffers.len() > MAX_BUFFERS {
+            return abort_now(graft, txn, AbortReason::HostContract);
         }
-        let limits = graft.limits();
+        let count = 1 + buffers.len();
+        let mut regions: [&mut [u8]; 1 + MAX_BUFFERS] = Default::default();
+        regions[0] = &mut data[..];
+        for (slot, b) in regions[1..].iter_mut().zip(buffers.iter_mut()) {
+            *slot = &mut **b;
+        }
+        let regions = &mut regions[..count];
+        let (limits, wall_tsc) = *graft.limits.lock();
         let ctx = CallCtx { owner: graft.owner, txn: &mut *txn, memory_limit: limits.memory };
         let mut fuel = limits.fuel;
-        let r = execute(graft, ctx, args, &mut regions, &mut fuel, limits.wall_ns);
+        let r = execute(graft, ctx, args, regions, &mut fuel, wall_tsc);
         graft.stats.fuel_used.fetch_add(limits.fuel - fuel, Ordering::Relaxed);
         r
     };
