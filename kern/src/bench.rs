@@ -224,6 +224,44 @@ pub fn run() -> ! {
         }
     }
 
+    // Compile time in the kernel (Cranelift, with sandbox and fuel checks) by function size.
+    let mut compile_rows = Vec::new();
+    for insts in [50usize, 500] {
+        let mut text = String::from("graft vm.pick_victim\nresources data_size=64 fuel=100000\n\nfunction fn0(i32) -> i32 {\nb0(v0: i32):\n");
+        // A chain of arithmetic and data-region traffic, `insts` instructions with the return.
+        let mut v = 0;
+        let mut n = 0;
+        while n + 1 < insts {
+            let op = ["iadd", "imul", "bxor", "isub"][n % 4];
+            text.push_str(&alloc::format!("    v{} = {op} v{v}, v0\n", v + 1));
+            v += 1;
+            n += 1;
+            if n % 8 == 0 && n + 2 < insts {
+                text.push_str(&alloc::format!("    store r0[v0], v{v}\n    v{} = load.i32 r0[v0 + 4]\n", v + 1));
+                v += 1;
+                n += 2;
+            }
+        }
+        text.push_str(&alloc::format!("    return v{v}\n}}\n"));
+        let verified = graft_ir::parse(&text).ok().and_then(|m| graft_ir::verify(m).ok());
+        let Some(verified) = verified else {
+            compile_rows.push(alloc::format!("{insts}-instruction function: did not verify"));
+            continue;
+        };
+        let count = verified.module().functions.iter().map(|f| f.blocks.iter().map(|b| b.insts.len()).sum::<usize>()).sum::<usize>();
+        let t = rdtsc();
+        let code = JitCode::compile(&verified);
+        let took = rdtsc() - t;
+        match code {
+            Ok(c) => compile_rows.push(alloc::format!("{count}-instruction function: compiled in {took} instructions, {} bytes of code", c.code_size())),
+            Err(e) => compile_rows.push(alloc::format!("{count}-instruction function: {e}")),
+        }
+    }
+
+    kprintln!();
+    for r in &compile_rows {
+        kprintln!("compile: {r}");
+    }
     kprintln!();
     kprintln!("{:<38} {:>34}   {}", "per call", "ours (guest instructions)", "VINO 1996 (us: RA / VM / Sched / Encrypt)");
     kprintln!("{}", "-".repeat(120));

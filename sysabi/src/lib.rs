@@ -19,7 +19,8 @@ pub enum Sys {
     /// `exit(code)`: ends the calling process (all its threads) with `code`. Does not return.
     Exit = 0,
     /// `spawn(path, path_len, args, args_len) -> pid`: starts the ramdisk program at `path`
-    /// in a new process of the caller's process group. `args` holds the arguments separated by
+    /// (a bare name is looked up in `bin/`) as a new child process, which is a process group
+    /// of its own: its threads share the group's turns of the CPU. `args` holds the arguments separated by
     /// NUL bytes (`args_len` 0 for none); the program's first argument is its path.
     Spawn = 1,
     /// `wait(pid) -> exit code`: blocks until child `pid` exits; `NoSuchProcess` if it is not a
@@ -47,7 +48,7 @@ pub enum Sys {
     GraftLoad = 11,
     /// `graft_attach(id, point, point_len, target_pid) -> 0`: attaches graft `id` to the
     /// named graft point for process `target_pid` (0: the caller). The target must be the
-    /// caller or in the caller's process group. The point must be the one the graft was
+    /// caller or one of its children (`PermissionDenied`). The point must be the one the graft was
     /// written for (`WrongPoint` otherwise).
     GraftAttach = 12,
     /// `graft_detach(id) -> 0`.

@@ -4,6 +4,7 @@ pub mod callables;
 #[cfg(target_os = "none")]
 pub mod jit;
 pub mod locks;
+pub mod points;
 pub mod runtime;
 pub mod state;
 pub mod txn;

@@ -286,6 +286,72 @@ b3:
     Ok(())
 }
 
+/// A filter graft that scrambles the buffer and then aborts: the file data comes out exactly
+/// as it went in (the default filter leaves it alone).
+pub fn filter_abort_restores_the_data() -> TestResult {
+    let pid = ProcessId(318);
+    let text = "graft fs.read_filter
+resources data_size=8 fuel=100000
+
+function fn0(handle<file>, i64, i32) -> i32 {
+b0(v0: handle<file>, v1: i64, v2: i32):
+    v3 = iconst.i32 0
+    jump b1(v3)
+b1(v4: i32):
+    v5 = icmp slt v4, v2
+    brif v5, b2, b3
+b2:
+    v6 = load.i8 r1[v4]
+    v7 = iconst.i8 0x55
+    v8 = bxor v6, v7
+    store r1[v4], v8
+    v9 = iconst.i32 1
+    v10 = iadd v4, v9
+    jump b1(v10)
+b3:
+    abort 5
+}
+";
+    let id = load_text(pid, text)?;
+    runtime::attach(pid, id).map_err(|e| fail(format!("attach: {e}")))?;
+    let mut txn = new_txn(pid);
+    let mut buf: [u8; 64] = core::array::from_fn(|i| i as u8);
+    let (r, outcome) = super::points::fs_filter(false, pid, &mut txn, 1, 0, &mut buf);
+    check_eq!(outcome, Outcome::Aborted(AbortReason::Explicit(5)));
+    check_eq!(r, 0);
+    check!(buf.iter().enumerate().all(|(i, &b)| b == i as u8), "the buffer was left scrambled");
+    runtime::unload(pid, id).map_err(|e| fail(format!("unload: {e}")))?;
+    Ok(())
+}
+
+/// Read-ahead answers naming blocks outside the file are refused; the default reads on.
+pub fn compute_ra_result_is_validated() -> TestResult {
+    let pid = ProcessId(319);
+    let text = "graft fs.compute_ra
+resources data_size=8 fuel=1000
+
+function fn0(handle<file>, i64, i64) -> i32 {
+b0(v0: handle<file>, v1: i64, v2: i64):
+    v3 = iconst.i64 1000
+    v5 = iconst.i64 0
+    store r1[v5], v3
+    v4 = iconst.i32 1
+    return v4
+}
+";
+    let id = load_text(pid, text)?;
+    runtime::attach(pid, id).map_err(|e| fail(format!("attach: {e}")))?;
+    let mut txn = new_txn(pid);
+    let mut out = [0i64; 4];
+    // A read of block 2 of a 10-block file: the graft names block 1000.
+    let (n, outcome) = super::points::fs_compute_ra(pid, &mut txn, 1, 8192, 4096, 4096, 10, &mut out);
+    check_eq!(outcome, Outcome::Aborted(AbortReason::InvalidResult));
+    check_eq!(n, 2);
+    check_eq!(&out[..2], &[3, 4]);
+    runtime::unload(pid, id).map_err(|e| fail(format!("unload: {e}")))?;
+    Ok(())
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         #[cfg(test)]
@@ -314,6 +380,8 @@ both!(
     grafts_are_confined_to_their_installer,
     abort_integer_overflow,
     result_equals_the_interpreter,
+    filter_abort_restores_the_data,
+    compute_ra_result_is_validated,
 );
 
 /// The watchdog stops a call that would run for a very long time on its fuel: the timer

@@ -17,13 +17,13 @@ use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use graft_ir::interp::DataValue;
 use spin::Mutex;
 use sysabi::Error;
 
 use crate::arch::{self, context, trap::TrapFrame};
 use crate::fs::ramdisk;
 use crate::graft::locks::Owner;
+use crate::graft::points::{self, ThreadCandidate};
 use crate::graft::runtime;
 use crate::graft::state::ProcessId;
 use crate::graft::txn::TxnLog;
@@ -234,39 +234,22 @@ impl Tasks {
 
     /// Index in group `pid`'s queue of the thread to run: the graft point `sched.pick_next`.
     fn pick_in_group(&mut self, pid: ProcessId) -> usize {
-        let queue = &self.queues[&pid];
-        let n = queue.len();
-        if n == 1 {
-            return 0;
-        }
-        let mut records = Vec::with_capacity(n * 24);
-        for tid in queue {
-            let th = &self.threads[tid];
-            let flags = u32::from(th.woke_from_wait) << 1 | u32::from(th.preempted) << 2;
-            let runtime_ns = th.runtime_ticks * 1_000_000_000 / u64::from(crate::init::TICK_HZ);
-            records.extend_from_slice(&th.tid.0.to_le_bytes());
-            records.extend_from_slice(&flags.to_le_bytes());
-            records.extend_from_slice(&runtime_ns.to_le_bytes());
-            records.extend_from_slice(&th.wakeups.to_le_bytes());
-            records.extend_from_slice(&0u32.to_le_bytes());
-        }
+        let candidates: Vec<ThreadCandidate> = self.queues[&pid]
+            .iter()
+            .map(|tid| {
+                let th = &self.threads[tid];
+                ThreadCandidate {
+                    tid: th.tid.0,
+                    flags: if th.woke_from_wait { points::WOKE_FROM_WAIT } else { 0 }
+                        | if th.preempted { points::PREEMPTED } else { 0 },
+                    runtime_ns: th.runtime_ticks * 1_000_000_000 / u64::from(crate::init::TICK_HZ),
+                    wakeups: th.wakeups,
+                }
+            })
+            .collect();
         let txn = self.sched_txn.get_or_insert_with(|| TxnLog::new(SCHED_OWNER, 256, 16));
-        let point = sched_point();
-        let (idx, _) = runtime::dispatch(
-            point,
-            pid,
-            txn,
-            &[DataValue::I32(n as i32)],
-            &mut [&mut records[..]],
-            |v, _| (0..n as i32).contains(&v),
-            |_| 0,
-        );
-        idx as usize
+        points::sched_pick_next(pid, txn, &candidates).0
     }
-}
-
-fn sched_point() -> &'static graft_ir::abi::GraftPoint {
-    graft_ir::abi::graft_point("sched.pick_next").expect("sched.pick_next is in the ABI table")
 }
 
 /// Frees threads and address spaces that died, now that the CPU is off them.
