@@ -174,6 +174,8 @@ pub enum LoadError {
     TooMany,
     /// The verified module could not be compiled (or placed in memory).
     Compile(alloc::string::String),
+    /// The blob is larger than `MAX_KERNEL_BLOB`.
+    TooLarge(usize),
 }
 
 impl fmt::Display for LoadError {
@@ -184,6 +186,7 @@ impl fmt::Display for LoadError {
             LoadError::Unimplemented(n) => write!(f, "the kernel does not implement callable `{n}` yet"),
             LoadError::TooMany => write!(f, "too many grafts loaded by this process"),
             LoadError::Compile(e) => write!(f, "{e}"),
+            LoadError::TooLarge(n) => write!(f, "graft blob of {n} bytes; the kernel takes at most {MAX_KERNEL_BLOB}"),
         }
     }
 }
@@ -210,6 +213,10 @@ impl fmt::Display for AttachError {
 }
 
 pub const MAX_GRAFTS_PER_PROCESS: usize = 32;
+/// Largest blob the kernel accepts. Decoding expands a blob (up to ~56x for the densest
+/// instruction streams), so the kernel takes far less than the format's own limit; real grafts
+/// are a few KiB.
+pub const MAX_KERNEL_BLOB: usize = 16 * 1024;
 
 struct Tables {
     grafts: BTreeMap<GraftId, Arc<Graft>>,
@@ -261,6 +268,12 @@ fn attached_at(index: usize) -> Option<&'static AtomicU32> {
 
 /// Decodes, verifies and prepares a graft for `owner`.
 pub fn load(owner: ProcessId, blob: &[u8]) -> Result<GraftId, LoadError> {
+    if blob.len() > MAX_KERNEL_BLOB {
+        return Err(LoadError::TooLarge(blob.len()));
+    }
+    if with_tables(|t| t.grafts.values().filter(|g| g.owner == owner).count()) >= MAX_GRAFTS_PER_PROCESS {
+        return Err(LoadError::TooMany);
+    }
     let module = graft_ir::decode(blob).map_err(LoadError::Decode)?;
     let verified = graft_ir::verify(module).map_err(LoadError::Verify)?;
     let reg = registry();

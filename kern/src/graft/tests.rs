@@ -212,6 +212,8 @@ pub fn grafts_are_confined_to_their_installer() -> TestResult {
     check_eq!(call(b, &mut txn, 0), (3, Outcome::Default));
     check_eq!(runtime::graft(id).map(|g| g.stats().calls), Some(0));
     check!(runtime::load(a, b"not a blob").is_err());
+    let huge = alloc::vec![0u8; runtime::MAX_KERNEL_BLOB + 1];
+    check!(matches!(runtime::load(a, &huge), Err(runtime::LoadError::TooLarge(_))));
     runtime::unload(a, id).map_err(|e| fail(format!("unload: {e}")))?;
     Ok(())
 }

@@ -208,15 +208,14 @@ fn attach_error(e: AttachError) -> Error {
 
 fn graft_load(a: [u64; 6]) -> Result<u64, Error> {
     let pid = me()?;
-    let blob = read_vec(a[0], a[1], graft_ir::limits::MAX_BLOB_SIZE as u64).map_err(|e| match e {
-        Error::InvalidArgument => Error::BadBlob,
-        e => e,
-    })?;
+    // Copy at most the kernel's limit; a larger blob is refused by `load` with its size.
+    let len = a[1].min(runtime::MAX_KERNEL_BLOB as u64 + 1);
+    let blob = read_vec(a[0], len, runtime::MAX_KERNEL_BLOB as u64 + 1)?;
     match runtime::load(pid, &blob) {
         Ok(id) => Ok(u64::from(id.0)),
         Err(e) => {
             let (err, log) = match &e {
-                LoadError::Decode(_) => (Error::BadBlob, alloc::format!("{e}")),
+                LoadError::Decode(_) | LoadError::TooLarge(_) => (Error::BadBlob, alloc::format!("{e}")),
                 LoadError::Verify(_) => (Error::Rejected, alloc::format!("{e}")),
                 LoadError::Unimplemented(_) => (Error::Unsupported, alloc::format!("{e}")),
                 LoadError::TooMany => (Error::TooMany, alloc::format!("{e}")),

@@ -11,7 +11,7 @@ use crate::memory::space::{AddressSpace, UserRights};
 /// Programs live below this; above it are the mappings of `map`, thread stacks and the stack.
 pub const IMAGE_END: u64 = 0x0000_1000_0000_0000;
 /// Largest total size of a program's segments.
-pub const MAX_IMAGE: u64 = 64 * 1024 * 1024;
+pub const MAX_IMAGE: u64 = 16 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ElfError {

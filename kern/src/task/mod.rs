@@ -47,6 +47,13 @@ const MAP_END: u64 = 0x0000_7000_0000_0000;
 /// Ticks a thread runs before the next group's turn.
 const SLICE_TICKS: u64 = 2;
 const MAX_THREADS: usize = 200;
+/// Frames kept free for the kernel itself (heap growth, page tables, graft code): user memory
+/// requests that would dip into them fail with `NoMemory` instead of starving the kernel.
+const KERNEL_RESERVE_FRAMES: u64 = 4096;
+
+fn user_frames_available(pages: u64) -> bool {
+    crate::memory::frame_stats().free() >= pages + KERNEL_RESERVE_FRAMES
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Blocked {
@@ -423,6 +430,10 @@ pub fn spawn(path: &str, args: &[&str], parent: Option<ProcessId>) -> Result<Pro
     let image = ramdisk::file(path)
         .or_else(|| if path.contains('/') { None } else { ramdisk::file(&alloc::format!("bin/{path}")) })
         .ok_or(Error::NotFound)?;
+    // The image's pages and the stack, with the kernel's reserve left over.
+    if !user_frames_available((image.len() as u64 + USER_STACK_SIZE).div_ceil(PAGE_SIZE) * 2) {
+        return Err(Error::NoMemory);
+    }
     let mut space = AddressSpace::new().map_err(|_| Error::NoMemory)?;
     let entry = elf::load(&mut space, image).map_err(|e| {
         log::info!("spawn {path}: {e}");
@@ -509,6 +520,9 @@ pub fn map_memory(len: u64) -> Result<u64, Error> {
         return Err(Error::InvalidArgument);
     }
     let pages = len.div_ceil(PAGE_SIZE);
+    if !user_frames_available(pages) {
+        return Err(Error::NoMemory);
+    }
     let mut t = tasks();
     let cur = t.current;
     let pid = t.threads.get(&cur).map(|th| th.pid).ok_or(Error::NoSuchProcess)?;

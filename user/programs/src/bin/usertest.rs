@@ -182,6 +182,18 @@ fn graft_load_garbage() -> TestResult {
         Ok(id) => return Err(format!("garbage loaded as graft {id}")),
     }
     expect_err!(graft::load(&[]).map_err(|e| e.error()), Error::BadBlob);
+    // Far larger than any graft: refused before the kernel decodes it.
+    let huge = alloc::vec![0x47u8; 1 << 20];
+    expect_err!(graft::load(&huge).map_err(|e| e.error()), Error::BadBlob);
+    Ok(())
+}
+
+/// Asking for more memory than the machine has fails cleanly, and the system goes on.
+fn map_beyond_memory() -> TestResult {
+    expect_err!(sys::map(1 << 31), Error::NoMemory);
+    let p = ok!(sys::map(4096));
+    // SAFETY: `p` is a fresh page of ours, not used after this.
+    ok!(unsafe { sys::unmap(p, 4096) });
     Ok(())
 }
 
@@ -315,6 +327,7 @@ const TESTS: &[Test] = &[
     ("graft_attach_errors", graft_attach_errors),
     ("points_and_files_listed", points_and_files_listed),
     ("map_unmap_round_trip", map_unmap_round_trip),
+    ("map_beyond_memory", map_beyond_memory),
     ("clock_and_sleep", clock_and_sleep),
     ("futex_errors", futex_errors),
     ("threads_and_futex_wake", threads_and_futex_wake),
