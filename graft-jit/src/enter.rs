@@ -78,8 +78,7 @@ unsafe extern "sysv64" {
 /// runs, a fault inside the code must be handed to [`recover`] and the thread resumed as it
 /// says (see `docs/graft-jit.md`).
 pub unsafe fn enter(entry: u64, ctx: *mut Context, args: *const u64) -> Result<u64, AbortReason> {
-    // SAFETY: the caller upholds the contract above; the trampoline itself saves and
-    // restores every callee-saved register and returns normally on both paths.
+    // SAFETY: the caller upholds the contract above; the trampoline itself saves and restores every callee-saved register and returns normally on both paths.
     let status = unsafe { graft_jit_enter(entry, ctx, args) };
     if status == 0 {
         // SAFETY: `ctx` is valid (caller contract) and the call is over.

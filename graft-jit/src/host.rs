@@ -166,11 +166,7 @@ impl Loaded {
         let ctx_ptr = &raw mut ctx;
         let active = Active { ctx: ctx_ptr, base: self.base, len: self.len, traps: &self.traps };
         let previous = ACTIVE.with(|a| a.replace(&raw const active));
-        // SAFETY: `entry` is the entry shim of code placed unchanged in executable memory
-        // owned by `self`; the context points at live tables, regions and host slot that
-        // outlive the call; the argument count was checked against the entry signature; the
-        // stack limit leaves `stack_budget` bytes below this frame; and faults in the code
-        // are recovered by the handler installed above through `ACTIVE`.
+        // SAFETY: `entry` is the entry shim of code placed unchanged in executable memory owned by `self`; the context points at live tables, regions and host slot that outlive the call; the argument count was checked against the entry signature; the stack limit leaves `stack_budget` bytes below this frame; and faults in the code are recovered by the handler installed above through `ACTIVE`.
         let result = unsafe { enter(self.entry, ctx_ptr, raw_args.as_ptr()) };
         ACTIVE.with(|a| a.set(previous));
         *fuel = ctx.fuel;
@@ -182,8 +178,7 @@ impl Loaded {
 impl Drop for Loaded {
     fn drop(&mut self) {
         if let Some(module) = self.module.take() {
-            // SAFETY: no call is running (calls borrow `self`) and no address into the code
-            // escapes `self`.
+            // SAFETY: no call is running (calls borrow `self`) and no address into the code escapes `self`.
             unsafe { module.free_memory() };
         }
     }
@@ -213,8 +208,7 @@ std::thread_local! {
 /// # Safety
 /// `ctx` must be the context of a call made by [`Loaded::call`].
 unsafe fn dispatch(ctx: *mut Context, id: usize, raw: &[i64]) -> i64 {
-    // SAFETY: the caller guarantees `ctx` is live; compiled code is suspended in the import
-    // call, so nothing else accesses it.
+    // SAFETY: the caller guarantees `ctx` is live; compiled code is suspended in the import call, so nothing else accesses it.
     let ctx = unsafe { &mut *ctx };
     // SAFETY: `Loaded::call` stores a pointer to its live `HostSlot` in `host`.
     let slot = unsafe { &mut *ctx.host.cast::<HostSlot<'_>>() };
@@ -326,9 +320,7 @@ fn install_signal_handlers() {
 extern "C" fn on_fault(sig: libc::c_int, info: *mut libc::siginfo_t, uctx: *mut c_void) {
     let active = ACTIVE.with(|a| a.get());
     if !active.is_null() && !uctx.is_null() {
-        // SAFETY: the kernel passes a valid `ucontext_t` to SA_SIGINFO handlers; `active`
-        // points at the `Active` of a `Loaded::call` frame that is still on this thread's
-        // stack (it is reset before that frame returns), whose pointers are live.
+        // SAFETY: the kernel passes a valid `ucontext_t` to SA_SIGINFO handlers; `active` points at the `Active` of a `Loaded::call` frame that is still on this thread's stack (it is reset before that frame returns), whose pointers are live.
         unsafe {
             let uc = &mut *uctx.cast::<libc::ucontext_t>();
             let gregs = &mut uc.uc_mcontext.gregs;
@@ -353,9 +345,9 @@ fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, uctx: *mut c_void) {
     match previous {
         Some(p) if p.sa_sigaction != libc::SIG_DFL && p.sa_sigaction != libc::SIG_IGN => {
             if p.sa_flags & libc::SA_SIGINFO != 0 {
+                type Handler = extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut c_void);
                 // SAFETY: with SA_SIGINFO the previous handler has this signature.
-                let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut c_void) =
-                    unsafe { std::mem::transmute(p.sa_sigaction) };
+                let f: Handler = unsafe { std::mem::transmute(p.sa_sigaction) };
                 f(sig, info, uctx);
             } else {
                 // SAFETY: without SA_SIGINFO the previous handler takes only the signal.

@@ -101,8 +101,7 @@ mod runner {
     }
 
     fn registry() -> &'static [KTest] {
-        // SAFETY: the linker places every `KTest` record of the `ktests` section between these
-        // two symbols, and nothing else goes into that section.
+        // SAFETY: the linker places every `KTest` record of the `ktests` section between these two symbols, and nothing else goes into that section.
         unsafe {
             let start = core::ptr::addr_of!(__start_ktests).cast::<KTest>();
             let stop = core::ptr::addr_of!(__stop_ktests).cast::<KTest>();

@@ -51,17 +51,17 @@ impl core::fmt::Display for CompileError {
 
 impl JitCode {
     pub fn compile(verified: &Verified) -> Result<JitCode, CompileError> {
-        let compiled = compile_on_big_stack(verified)?;
-        let exec = memory::publish_code(compiled.code()).map_err(CompileError::Map)?;
-        let functions = compiled.function_table(exec.base().as_u64());
-        Ok(JitCode { exec, compiled, functions })
+        Self::compile_with(verified, &graft_jit::Options::default())
     }
 
     /// Benchmark builds only: compile with some sandbox checks left out, to measure them.
     #[cfg(feature = "bench")]
     pub fn compile_unchecked(verified: &Verified, unchecked: graft_jit::Unchecked) -> Result<JitCode, CompileError> {
-        let options = graft_jit::Options { unchecked, ..graft_jit::Options::default() };
-        let compiled = graft_jit::compile_with(verified, &options).map_err(CompileError::Jit)?;
+        Self::compile_with(verified, &graft_jit::Options { unchecked, ..graft_jit::Options::default() })
+    }
+
+    fn compile_with(verified: &Verified, options: &graft_jit::Options) -> Result<JitCode, CompileError> {
+        let compiled = compile_on_big_stack(verified, options)?;
         let exec = memory::publish_code(compiled.code()).map_err(CompileError::Map)?;
         let functions = compiled.function_table(exec.base().as_u64());
         Ok(JitCode { exec, compiled, functions })
@@ -81,27 +81,27 @@ impl JitCode {
 const COMPILE_STACK: u64 = 1024 * 1024;
 static COMPILE_STACK_TOP: Once<Result<u64, MapError>> = Once::new();
 
-fn compile_on_big_stack(verified: &Verified) -> Result<Compiled, CompileError> {
+fn compile_on_big_stack(verified: &Verified, options: &graft_jit::Options) -> Result<Compiled, CompileError> {
     let top = match COMPILE_STACK_TOP.call_once(|| memory::map_stack(COMPILE_STACK).map(|(_, top)| top)) {
         Ok(top) => *top,
         Err(e) => return Err(CompileError::Map(*e)),
     };
-    let mut job: (&Verified, Option<Result<Compiled, JitError>>) = (verified, None);
+    type Job<'a> = (&'a Verified, &'a graft_jit::Options, Option<Result<Compiled, JitError>>);
+    let mut job: Job = (verified, options, None);
     extern "C" fn run(job: *mut c_void) {
         // SAFETY: `compile_on_big_stack` passes its live `job`.
-        let job = unsafe { &mut *(job as *mut (&Verified, Option<Result<Compiled, JitError>>)) };
-        job.1 = Some(graft_jit::compile(job.0));
+        let job = unsafe { &mut *(job as *mut Job) };
+        job.2 = Some(graft_jit::compile_with(job.0, job.1));
     }
     let nested = crate::arch::context::on_stack_below(top, COMPILE_STACK);
     if nested {
         // Already on the compile stack (cannot happen today: compiling never loads a graft).
         run(&mut job as *mut _ as *mut c_void);
     } else {
-        // SAFETY: the stack is mapped, ours alone (the kernel does not preempt itself), and
-        // `job` lives across the call.
+        // SAFETY: the stack is mapped, ours alone (the kernel does not preempt itself), and `job` lives across the call.
         unsafe { crate::arch::context::call_on_stack(top, run, &mut job as *mut _ as *mut c_void) };
     }
-    match job.1 {
+    match job.2 {
         Some(r) => r.map_err(CompileError::Jit),
         None => Err(CompileError::NotRun),
     }
@@ -135,8 +135,7 @@ unsafe impl Sync for ActiveSlot {}
 static ACTIVE: ActiveSlot = ActiveSlot(UnsafeCell::new(None));
 
 fn active() -> Option<Active> {
-    // SAFETY: read with interrupts disabled (all callers are interrupt handlers or run
-    // inside without_interrupts).
+    // SAFETY: read with interrupts disabled (all callers are interrupt handlers or run inside without_interrupts).
     unsafe { *ACTIVE.0.get() }
 }
 
@@ -230,8 +229,7 @@ pub fn call(
 type Job = (u64, *mut Context, *const u64, Result<u64, AbortReason>);
 
 extern "C" fn run_job(job: *mut c_void) {
-    // SAFETY: `call` passes a live `Job`, on the graft stack, with the context filled for this
-    // code; faults inside are recovered by `on_fault`, which resumes inside `enter`.
+    // SAFETY: `call` passes a live `Job`, on the graft stack, with the context filled for this code; faults inside are recovered by `on_fault`, which resumes inside `enter`.
     unsafe {
         let job = &mut *(job as *mut Job);
         job.3 = graft_jit::enter(job.0, job.1, job.2);
@@ -309,6 +307,7 @@ import_stubs!(import_0 = 0, import_1 = 1, import_2 = 2, import_3 = 3, import_4 =
 unsafe fn import_call(id: usize, ctx: *mut Context, args: [i64; 6]) -> i64 {
     // SAFETY: `ctx` is the live context of the running call and its `host` our HostCtx.
     let ctx = unsafe { &mut *ctx };
+    // SAFETY: `call` set `host` to its HostCtx, which outlives the call.
     let host = unsafe { &mut *(ctx.host as *mut HostCtx) };
     let Some(c): Option<&Callable> = abi::CALLABLES.get(id) else {
         ctx.set_abort(AbortReason::HostContract);

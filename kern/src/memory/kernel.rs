@@ -30,8 +30,7 @@ pub struct PhysMapLinks;
 
 impl FrameLinks for PhysMapLinks {
     fn read_link(&self, frame: u64) -> u64 {
-        // SAFETY: `frame` is a free frame owned by the allocator, mapped through the physical
-        // memory window; its first word is the link written by `write_link`.
+        // SAFETY: `frame` is a free frame owned by the allocator, mapped through the physical memory window; its first word is the link written by `write_link`.
         unsafe { *phys_to_virt(PhysAddr::new(frame)).as_ptr::<u64>() }
     }
     fn write_link(&mut self, frame: u64, next: u64) {
@@ -112,8 +111,7 @@ pub fn map(page: Page, frame: PhysFrame, flags: PageTableFlags) -> Result<(), Ma
     let va = page.start_address();
     arch::without_interrupts(|| {
         let mut m = mapper().lock();
-        // SAFETY: callers map frames they own (fresh from the allocator, or device memory);
-        // mapping never aliases kernel data because only unmapped pages can be mapped here.
+        // SAFETY: callers map frames they own (fresh from the allocator, or device memory); mapping never aliases kernel data because only unmapped pages can be mapped here.
         match unsafe { m.map_to(page, frame, flags | PageTableFlags::PRESENT, &mut PageTableFrames) } {
             Ok(f) => {
                 flush(f);
@@ -148,8 +146,7 @@ pub fn update_flags(page: Page, flags: PageTableFlags) -> Result<(), MapError> {
     let va = page.start_address();
     arch::without_interrupts(|| {
         let mut m = mapper().lock();
-        // SAFETY: changing the rights of a page the caller owns does not break memory safety of
-        // code that respects those rights; callers own the pages they change.
+        // SAFETY: changing the rights of a page the caller owns does not break memory safety of code that respects those rights; callers own the pages they change.
         match unsafe { m.update_flags(page, flags | PageTableFlags::PRESENT) } {
             Ok(f) => {
                 flush(f);
@@ -396,8 +393,7 @@ pub fn kernel_p4() -> PhysFrame {
 /// Runs `f` on the page tables rooted at `p4` (any address space, active or not).
 pub(super) fn with_tables<R>(p4: PhysFrame, f: impl FnOnce(&mut OffsetPageTable<'static>, &mut dyn X86FrameAllocator<Size4KiB>) -> R) -> R {
     arch::without_interrupts(|| {
-        // SAFETY: `p4` is a level-4 table owned by an address space (or the kernel's), reached
-        // through the physical window; the kernel lock below serialises all page-table edits.
+        // SAFETY: `p4` is a level-4 table owned by an address space (or the kernel's), reached through the physical window; the kernel lock below serialises all page-table edits.
         let table = unsafe { &mut *phys_to_virt(p4.start_address()).as_mut_ptr::<PageTable>() };
         let _guard = mapper().lock();
         // SAFETY: as above; the offset is the physical window's.
@@ -439,8 +435,7 @@ pub fn init(phys_offset: Option<u64>, regions: &MemoryRegions) -> Result<(), Ini
             }
         }
     }
-    // SAFETY: CR3 holds the active level-4 table; the physical window maps it at `offset`, and
-    // this is the only `OffsetPageTable` ever made for it.
+    // SAFETY: CR3 holds the active level-4 table; the physical window maps it at `offset`, and this is the only `OffsetPageTable` ever made for it.
     let l4 = unsafe { &mut *phys_to_virt(Cr3::read().0.start_address()).as_mut_ptr::<PageTable>() };
     // SAFETY: `offset` is where the bootloader mapped all of physical memory.
     MAPPER.call_once(|| Mutex::new(unsafe { OffsetPageTable::new(l4, VirtAddr::new(offset)) }));

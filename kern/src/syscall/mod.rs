@@ -170,8 +170,7 @@ fn call(sys: Sys, a: [u64; 6]) -> Result<u64, Error> {
             if (a[2] as usize) < size {
                 return Err(Error::BufferTooSmall);
             }
-            // SAFETY: GraftStats is plain old data (repr(C), integers only, no padding holes
-            // left uninitialised: `_pad` is a field).
+            // SAFETY: GraftStats is plain old data (repr(C), integers only, no padding holes left uninitialised: `_pad` is a field).
             let bytes = unsafe { core::slice::from_raw_parts(&out as *const GraftStats as *const u8, size) };
             copy_to_user(a[1], bytes)?;
             Ok(size as u64)

@@ -22,8 +22,7 @@ pub fn copy_from_user(dst: &mut [u8], src: u64) -> Result<(), Error> {
         return Ok(());
     }
     check_range(src, dst.len() as u64)?;
-    // SAFETY: the destination is kernel memory we own; the source is checked to be in the user
-    // half, and a missing page there is caught by the fix-up.
+    // SAFETY: the destination is kernel memory we own; the source is checked to be in the user half, and a missing page there is caught by the fix-up.
     unsafe { arch::copy_checked(dst.as_mut_ptr(), src as *const u8, dst.len()) }.map_err(|_| Error::BadAddress)
 }
 
@@ -32,8 +31,7 @@ pub fn copy_to_user(dst: u64, src: &[u8]) -> Result<(), Error> {
         return Ok(());
     }
     check_range(dst, src.len() as u64)?;
-    // SAFETY: the destination is checked to be in the user half (never kernel data); a missing
-    // or read-only page (CR0.WP is set) is caught by the fix-up.
+    // SAFETY: the destination is checked to be in the user half (never kernel data); a missing or read-only page (CR0.WP is set) is caught by the fix-up.
     unsafe { arch::copy_checked(dst as *mut u8, src.as_ptr(), src.len()) }.map_err(|_| Error::BadAddress)
 }
 

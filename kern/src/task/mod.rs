@@ -321,9 +321,7 @@ pub fn schedule() {
         t.current = next;
         (save, next_rsp)
     };
-    // SAFETY: interrupts are off; `save` points into a boxed thread (or the static idle slot)
-    // that stays allocated until reaped, which never happens to the running thread; `next_rsp`
-    // was saved by a switch or prepared for a new thread.
+    // SAFETY: interrupts are off; `save` points into a boxed thread (or the static idle slot) that stays allocated until reaped, which never happens to the running thread; `next_rsp` was saved by a switch or prepared for a new thread.
     unsafe { context::switch(save, next_rsp) };
 }
 

@@ -28,9 +28,7 @@ unsafe extern "Rust" {
 
 extern "C" fn ulib_start(argc: u64, argv: *const [u64; 2]) -> ! {
     let mut args: Vec<&'static str> = Vec::new();
-    // SAFETY: the kernel put `argc` (pointer, length) pairs of UTF-8 bytes on the initial stack,
-    // which stays mapped for the life of the process and is never written by us above rsp.
-    // Invalid UTF-8 reads as an empty argument rather than trusting it.
+    // SAFETY: the kernel put `argc` (pointer, length) pairs of UTF-8 bytes on the initial stack, which stays mapped for the life of the process and is never written by us above rsp. Invalid UTF-8 reads as an empty argument rather than trusting it.
     unsafe {
         if !argv.is_null() {
             for i in 0..argc.min(4096) as usize {
@@ -56,8 +54,7 @@ fn grow(heap: &mut Heap<32>, layout: &Layout) {
     let want = layout.size().max(layout.align()).next_power_of_two();
     let chunk = want.saturating_mul(2).max(MIN_CHUNK);
     if let Ok(addr) = sys::map(chunk) {
-        // SAFETY: `map` returned `chunk` fresh, zeroed, read-write bytes that nothing else uses
-        // and that are never unmapped.
+        // SAFETY: `map` returned `chunk` fresh, zeroed, read-write bytes that nothing else uses and that are never unmapped.
         unsafe { heap.add_to_heap(addr as usize, addr as usize + chunk) };
     }
     // On failure the allocation returns null and the allocation-error path aborts.

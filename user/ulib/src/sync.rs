@@ -84,8 +84,7 @@ impl<T> Deref for MutexGuard<'_, T> {
 
 impl<T> DerefMut for MutexGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: the guard proves this thread holds the lock, and `&mut self` that this is
-        // the only reference through it.
+        // SAFETY: the guard proves this thread holds the lock, and `&mut self` that this is the only reference through it.
         unsafe { &mut *self.mutex.value.get() }
     }
 }

@@ -16,9 +16,7 @@ use sysabi::{Error, GraftStats, Sys};
 #[inline(always)]
 pub unsafe fn syscall5(n: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> i64 {
     let ret: i64;
-    // SAFETY: the `syscall` instruction clobbers rcx (return rip) and r11 (rflags); the kernel
-    // preserves every other register and does not touch our stack. Memory safety of pointer
-    // arguments is the caller's contract.
+    // SAFETY: the `syscall` instruction clobbers rcx (return rip) and r11 (rflags); the kernel preserves every other register and does not touch our stack. Memory safety of pointer arguments is the caller's contract.
     unsafe {
         asm!(
             "syscall",
@@ -238,8 +236,7 @@ pub fn graft_detach(id: u32) -> Result<(), Error> {
 pub fn graft_stats(id: u32) -> Result<GraftStats, Error> {
     let mut stats = GraftStats::default();
     let len = core::mem::size_of::<GraftStats>();
-    // SAFETY: `stats` is a plain `repr(C)` struct of integers, writable for `len` bytes; any
-    // bytes the kernel writes form a valid value.
+    // SAFETY: `stats` is a plain `repr(C)` struct of integers, writable for `len` bytes; any bytes the kernel writes form a valid value.
     let n = result(unsafe {
         syscall3(Sys::GraftStats as u64, id as u64, ptr(&raw mut stats), len as u64)
     })?;

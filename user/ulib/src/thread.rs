@@ -63,8 +63,7 @@ impl JoinHandle {
             }
         }
         let code = packet.code.load(Ordering::Acquire) as i32;
-        // SAFETY: `done` is set only after the thread's last access to the packet and its
-        // stack (see `ulib_thread_finish`), so both are ours alone now.
+        // SAFETY: `done` is set only after the thread's last access to the packet and its stack (see `ulib_thread_finish`), so both are ours alone now.
         unsafe {
             drop(Box::from_raw(self.packet));
             let _ = sys::unmap(self.stack, self.stack_len);
@@ -89,8 +88,7 @@ pub fn spawn_with_stack<F: FnOnce() -> i32 + Send + 'static>(
     let start = Box::into_raw(Box::new(Start { main: Box::new(main), packet }));
     // `map` returns page-aligned memory, so the top is 16-byte aligned.
     let top = stack as u64 + stack_len as u64;
-    // SAFETY: the entry never returns (it ends in thread_exit), and the stack is fresh memory
-    // that only the new thread uses until `join` sees it done.
+    // SAFETY: the entry never returns (it ends in thread_exit), and the stack is fresh memory that only the new thread uses until `join` sees it done.
     match unsafe { sys::thread_spawn(ulib_thread_entry as *const () as usize as u64, top, start as u64) } {
         Ok(tid) => Ok(JoinHandle { tid, packet, stack, stack_len }),
         Err(e) => {

@@ -122,8 +122,7 @@ pub fn init(tick_hz: u32) -> Result<TimerInfo, ApicError> {
 /// through port 0x61, whose bit 5 goes high when the count reaches zero).
 fn calibrate() -> Result<(u64, u64), ApicError> {
     let pit_count = (PIT_HZ * CALIBRATION_MS / 1000) as u16;
-    // SAFETY: PIT channel 2 and the speaker gate port are fixed legacy devices used by nothing
-    // else in this kernel.
+    // SAFETY: PIT channel 2 and the speaker gate port are fixed legacy devices used by nothing else in this kernel.
     unsafe {
         let mut gate = Port::<u8>::new(0x61);
         let mut mode = Port::<u8>::new(0x43);

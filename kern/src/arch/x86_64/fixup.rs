@@ -60,8 +60,7 @@ static LAST_FAULT_ADDR: AtomicU64 = AtomicU64::new(0);
 static FIXUPS: AtomicU64 = AtomicU64::new(0);
 
 fn table() -> &'static [ExEntry] {
-    // SAFETY: the linker defines both symbols around the `ex_table` section, which holds only
-    // `ExEntry` records emitted above.
+    // SAFETY: the linker defines both symbols around the `ex_table` section, which holds only `ExEntry` records emitted above.
     unsafe {
         let start = core::ptr::addr_of!(__start_ex_table);
         let stop = core::ptr::addr_of!(__stop_ex_table);
@@ -117,8 +116,7 @@ pub unsafe fn copy_checked(dst: *mut u8, src: *const u8, len: usize) -> Result<(
 /// Reads a `u64` at an address that may not be mapped.
 pub fn probe_read_u64(addr: u64) -> Result<u64, MemoryFault> {
     let mut value = 0u64;
-    // SAFETY: the destination is a local; reading any source address is allowed because a fault
-    // is recovered by the fix-up, and reading mapped kernel memory has no side effects on RAM.
+    // SAFETY: the destination is a local; reading any source address is allowed because a fault is recovered by the fix-up, and reading mapped kernel memory has no side effects on RAM.
     unsafe { copy_checked(&mut value as *mut u64 as *mut u8, addr as *const u8, 8) }?;
     Ok(value)
 }

@@ -70,8 +70,7 @@ pub fn init() {
 /// kernel stack of the thread about to run.
 pub fn set_kernel_stack(top: u64) {
     super::without_interrupts(|| {
-        // SAFETY: a single aligned store into the TSS with interrupts off on the only CPU; the
-        // CPU reads `rsp0` only on a privilege change, which cannot happen during the store.
+        // SAFETY: a single aligned store into the TSS with interrupts off on the only CPU; the CPU reads `rsp0` only on a privilege change, which cannot happen during the store.
         unsafe { (*core::ptr::addr_of_mut!(TSS)).privilege_stack_table[0] = VirtAddr::new(top) };
     });
 }

@@ -84,8 +84,7 @@ pub enum QemuExit {
 /// Stops the machine: exits QEMU with `code` when the debug-exit device is present, otherwise
 /// halts forever.
 pub fn exit_qemu(code: QemuExit) -> ! {
-    // SAFETY: port 0xf4 is the isa-debug-exit device our runner configures; writing to it ends
-    // the VM. On a machine without it the write is ignored and we halt below.
+    // SAFETY: port 0xf4 is the isa-debug-exit device our runner configures; writing to it ends the VM. On a machine without it the write is ignored and we halt below.
     unsafe { Port::<u32>::new(0xf4).write(code as u32) };
     loop {
         interrupts::disable();

@@ -6,8 +6,7 @@ use uart_16550::SerialPort;
 
 const COM1: u16 = 0x3F8;
 
-// SAFETY: 0x3F8 is COM1 on every PC-compatible machine and QEMU; nothing else in the kernel
-// drives these ports, all access goes through this mutex.
+// SAFETY: 0x3F8 is COM1 on every PC-compatible machine and QEMU; nothing else in the kernel drives these ports, all access goes through this mutex.
 static PORT: Mutex<SerialPort> = Mutex::new(unsafe { SerialPort::new(COM1) });
 
 pub fn init() {
@@ -26,8 +25,7 @@ pub fn write_fmt(args: fmt::Arguments) {
 /// Writes from a context that may have interrupted a holder of the port lock (a panic, a fault
 /// dump): steals the port instead of waiting for a lock that will never be released.
 pub fn write_fmt_emergency(args: fmt::Arguments) {
-    // SAFETY: used only on the way to stopping the machine; a torn line of output is the worst
-    // outcome of racing with the interrupted writer.
+    // SAFETY: used only on the way to stopping the machine; a torn line of output is the worst outcome of racing with the interrupted writer.
     let mut port = unsafe { SerialPort::new(COM1) };
     let _ = Translate(&mut port).write_fmt(args);
 }

@@ -101,8 +101,7 @@ extern "C" fn syscall_dispatch(frame: &mut SyscallFrame) {
 /// Enables `syscall`/`sysret` and points them at the entry stub.
 pub fn init() {
     let sel = gdt::selectors();
-    // SAFETY: the selectors follow the layout sysret requires (user data right before user
-    // code, kernel data right after kernel code), checked by `Star::write`.
+    // SAFETY: the selectors follow the layout sysret requires (user data right before user code, kernel data right after kernel code), checked by `Star::write`.
     unsafe {
         if let Err(e) = Star::write(sel.user_code, sel.user_data, sel.kernel_code, sel.kernel_data) {
             panic!("STAR: {e}");
@@ -115,8 +114,7 @@ pub fn init() {
 
 /// Sets the kernel stack used by the next system call and interrupt from user mode.
 pub fn set_kernel_stack(top: u64) {
-    // SAFETY: single CPU, called with interrupts disabled, never during a system call's entry
-    // stub (which runs with interrupts masked and reads it once).
+    // SAFETY: single CPU, called with interrupts disabled, never during a system call's entry stub (which runs with interrupts masked and reads it once).
     unsafe { *core::ptr::addr_of_mut!(SYSCALL_KERNEL_RSP) = top };
     gdt::set_kernel_stack(top);
 }

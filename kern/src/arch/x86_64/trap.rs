@@ -195,8 +195,7 @@ pub fn init() {
         limit: (core::mem::size_of::<Idt>() - 1) as u16,
         base: ::x86_64::VirtAddr::from_ptr(idt),
     };
-    // SAFETY: the IDT lives in a static for the rest of the kernel's life and every gate points
-    // at a stub of `trap_stubs`.
+    // SAFETY: the IDT lives in a static for the rest of the kernel's life and every gate points at a stub of `trap_stubs`.
     unsafe { lidt(&ptr) };
 }
 

@@ -54,8 +54,7 @@ const KERNEL_ADDR: u64 = 0xffff_8000_0000_0000;
 const BELOW_USER: u64 = sysabi::USER_START - 0x1000;
 
 fn raw(n: u64, a: [u64; 5]) -> Result<u64, Error> {
-    // SAFETY: the tests pass only addresses the kernel must refuse, or memory we own; nothing
-    // of ours is written through a bad pointer because the kernel checks before it writes.
+    // SAFETY: the tests pass only addresses the kernel must refuse, or memory we own; nothing of ours is written through a bad pointer because the kernel checks before it writes.
     Error::result(unsafe { sys::syscall5(n, a[0], a[1], a[2], a[3], a[4]) })
 }
 
