@@ -24,12 +24,21 @@ use super::callables::{CallCtx, Registry};
 use crate::arch::trap::TrapFrame;
 use crate::memory::{self, ExecCode, MapError};
 
-/// A graft's machine code, published, with what calls need.
+/// A graft's machine code, published, with what calls need (worked out once, at load).
 pub struct JitCode {
     exec: ExecCode,
     compiled: Compiled,
     functions: Vec<u64>,
+    entry: u64,
+    /// The graft stack: its lowest address and its top.
+    stack: (u64, u64),
+    imports: *const u64,
 }
+
+// SAFETY: `imports` points at the immutable, 'static import table; everything else is owned.
+unsafe impl Send for JitCode {}
+// SAFETY: as above; calls never mutate a JitCode.
+unsafe impl Sync for JitCode {}
 
 #[derive(Debug)]
 pub enum CompileError {
@@ -61,19 +70,21 @@ impl JitCode {
     }
 
     fn compile_with(verified: &Verified, options: &graft_jit::Options) -> Result<JitCode, CompileError> {
+        let stack = match STACK.call_once(|| memory::map_stack(GRAFT_STACK)) {
+            Ok(s) => *s,
+            Err(e) => return Err(CompileError::Map(*e)),
+        };
         let compiled = compile_on_big_stack(verified, options)?;
         let exec = memory::publish_code(compiled.code()).map_err(CompileError::Map)?;
         let functions = compiled.function_table(exec.base().as_u64());
-        Ok(JitCode { exec, compiled, functions })
+        let entry = exec.base().as_u64() + u64::from(compiled.entry_offset());
+        Ok(JitCode { exec, compiled, functions, entry, stack, imports: imports().as_ptr() })
     }
 
     pub fn code_size(&self) -> usize {
         self.exec.len()
     }
 
-    fn region(&self) -> CodeRegion<'_> {
-        self.compiled.at(self.exec.base().as_u64())
-    }
 }
 
 /// Cranelift recurses deeply: compiling runs on a stack of its own (thread kernel stacks are
@@ -139,18 +150,6 @@ fn active() -> Option<Active> {
     unsafe { *ACTIVE.0.get() }
 }
 
-fn set_active(a: Option<Active>) {
-    let was_enabled = crate::arch::interrupts_enabled();
-    if was_enabled {
-        crate::arch::disable_interrupts();
-    }
-    // SAFETY: interrupts are off; nothing else can observe the slot mid-write.
-    unsafe { *ACTIVE.0.get() = a };
-    if was_enabled {
-        crate::arch::enable_interrupts();
-    }
-}
-
 /// The kernel objects a call's imports work on.
 struct HostCtx<'a, 'b> {
     call: CallCtx<'a>,
@@ -174,14 +173,17 @@ pub fn call(
         // context; no callable reaches a graft point yet.
         return Err(AbortReason::HostContract);
     }
-    let (bottom, top) = match STACK.call_once(|| memory::map_stack(GRAFT_STACK)) {
-        Ok(s) => *s,
-        Err(_) => return Err(AbortReason::ResourceLimit),
+    let (bottom, top) = code.stack;
+    let Some((data, buffers)) = regions.split_first_mut() else {
+        return Err(AbortReason::HostContract);
     };
-    let (data, buffers) = match regions.split_first_mut() {
-        Some(x) => x,
-        None => return Err(AbortReason::HostContract),
-    };
+    let mut argv = [0u64; 8];
+    if args.len() != code.compiled.entry_params().len() || args.len() > argv.len() || buffers.len() > ctx_regions() {
+        return Err(AbortReason::HostContract);
+    }
+    for (slot, a) in argv.iter_mut().zip(args) {
+        *slot = a.to_bits();
+    }
     let mut host = HostCtx { call, registry };
     let mut ctx = Context::empty();
     ctx.fuel = *fuel;
@@ -191,39 +193,47 @@ pub fn call(
         *desc = RegionDesc { base: buf.as_mut_ptr() as u64, len: buf.len() as u64 };
     }
     ctx.functions = code.functions.as_ptr();
-    ctx.imports = imports().as_ptr();
+    ctx.imports = code.imports;
     ctx.host = &mut host as *mut HostCtx as *mut c_void;
     ctx.stack_limit = bottom + CALLABLE_RESERVE;
-    code.compiled.check_context(&ctx)?;
-    let mut argv = [0u64; 8];
-    if args.len() != code.compiled.entry_params().len() || args.len() > argv.len() {
+    // The data region's size is fixed by the module: anything else is a kernel bug.
+    if ctx.data_size != u64::from(code.compiled.data_size()) {
         return Err(AbortReason::HostContract);
     }
-    for (slot, a) in argv.iter_mut().zip(args) {
-        *slot = a.to_bits();
-    }
-    let region = code.region();
-    let entry = region.base + u64::from(code.compiled.entry_offset());
-    let deadline_tsc = crate::time::rdtsc().saturating_add(wall_tsc);
-    set_active(Some(Active {
-        ctx: &mut ctx,
-        base: region.base,
-        len: region.len,
-        traps: code.compiled.traps(),
-        deadline_tsc,
-    }));
-    let mut job = (entry, &mut ctx as *mut Context, argv.as_ptr(), Ok(0u64));
     let was_enabled = crate::arch::interrupts_enabled();
+    crate::arch::disable_interrupts();
+    // SAFETY: interrupts are off; the slot is read only by handlers on this CPU.
+    unsafe {
+        *ACTIVE.0.get() = Some(Active {
+            ctx: &mut ctx,
+            base: code.exec.base().as_u64(),
+            len: code.exec.len() as u64,
+            traps: code.compiled.traps(),
+            deadline_tsc: crate::time::rdtsc().saturating_add(wall_tsc),
+        });
+    }
+    let mut job = (code.entry, &mut ctx as *mut Context, argv.as_ptr(), Ok(0u64));
     // Interrupts on while the graft runs, so that the watchdog can stop it.
     crate::arch::enable_interrupts();
     // SAFETY: the stack is ours alone (no graft runs nested); `job` outlives the call.
     unsafe { crate::arch::context::call_on_stack(top, run_job, &mut job as *mut _ as *mut c_void) };
-    if !was_enabled {
-        crate::arch::disable_interrupts();
+    crate::arch::disable_interrupts();
+    // SAFETY: interrupts are off, as above.
+    unsafe { *ACTIVE.0.get() = None };
+    if was_enabled {
+        crate::arch::enable_interrupts();
     }
-    set_active(None);
     *fuel = ctx.fuel;
     job.3.map(|bits| bits as i32)
+}
+
+const fn ctx_regions() -> usize {
+    graft_jit::MAX_REGIONS
+}
+
+/// Whether a graft call is in progress (the scheduler must not switch threads under it).
+pub fn is_active() -> bool {
+    crate::arch::without_interrupts(|| active().is_some())
 }
 
 type Job = (u64, *mut Context, *const u64, Result<u64, AbortReason>);

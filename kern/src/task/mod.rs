@@ -327,6 +327,11 @@ pub fn schedule() {
 
 /// Called from the timer interrupt (interrupts off).
 pub fn on_tick() {
+    // A graft call (on the graft stack, with the call's context live) is never switched away
+    // from; its own watchdog bounds it.
+    if crate::graft::jit::is_active() {
+        return;
+    }
     let resched = {
         let Some(mut t) = TASKS.try_lock() else { return };
         if t.procs.is_empty() {
