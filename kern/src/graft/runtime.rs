@@ -377,6 +377,21 @@ pub fn detach(owner: ProcessId, id: GraftId) -> Result<(), AttachError> {
     })
 }
 
+/// Empties every slot held for process `target` (it exited): the grafts stay loaded, detached.
+pub fn detach_all_for(target: ProcessId) {
+    with_tables(|t| {
+        let keys: Vec<(usize, ProcessId)> = t.slots.keys().filter(|k| k.1 == target).copied().collect();
+        for key in keys {
+            if let Some(g) = t.slots.remove(&key) {
+                g.attached.store(false, Ordering::Relaxed);
+                if let Some(n) = attached_at(key.0) {
+                    n.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+        }
+    })
+}
+
 /// Unloads graft `id` (detaching it first).
 pub fn unload(owner: ProcessId, id: GraftId) -> Result<(), AttachError> {
     let _ = detach(owner, id);

@@ -211,6 +211,13 @@ pub fn grafts_are_confined_to_their_installer() -> TestResult {
     // Process b has no graft: its calls get the default, and a's graft never runs for it.
     check_eq!(call(b, &mut txn, 0), (3, Outcome::Default));
     check_eq!(runtime::graft(id).map(|g| g.stats().calls), Some(0));
+    // a attaches its graft for b (say, its child); when b exits, the slot empties.
+    runtime::detach(a, id).map_err(|e| fail(format!("detach: {e}")))?;
+    runtime::attach_for(a, id, b).map_err(|e| fail(format!("attach_for: {e}")))?;
+    check!(runtime::attached(graft_ir::abi::graft_point(POINT).expect("point"), b).is_some());
+    runtime::detach_all_for(b);
+    check!(runtime::attached(graft_ir::abi::graft_point(POINT).expect("point"), b).is_none());
+    check!(!runtime::graft(id).is_some_and(|g| g.is_attached()));
     check!(runtime::load(a, b"not a blob").is_err());
     let huge = alloc::vec![0u8; runtime::MAX_KERNEL_BLOB + 1];
     check!(matches!(runtime::load(a, &huge), Err(runtime::LoadError::TooLarge(_))));

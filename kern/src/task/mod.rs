@@ -662,10 +662,11 @@ fn end_process(pid: ProcessId, code: i32) {
         }
         t.init == Some(pid)
     };
-    // A process's grafts go with it.
+    // A process's grafts go with it, and grafts attached for it by another process are detached.
     for id in runtime::grafts_of(pid) {
         let _ = runtime::unload(pid, id);
     }
+    runtime::detach_all_for(pid);
     if is_init {
         log::info!("init exited with {code}; powering off");
         arch::exit_qemu(if code == 0 { arch::QemuExit::Success } else { arch::QemuExit::Failure });

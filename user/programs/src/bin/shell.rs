@@ -17,6 +17,9 @@ commands:
   help                      this text
   ls                        list the ramdisk's files
   run PROG [ARGS...]        run a program and wait for it (also: PROG [ARGS...])
+  bg PROG [ARGS...]         start a program and return at once (prints its pid)
+  wait PID                  wait for a program started with `bg`
+  sleep MS                  pause the shell
   points                    list the graft points
   load FILE POINT [PID]     load a graft blob from the ramdisk and attach it to POINT
                             for process PID (default: this shell)
@@ -47,6 +50,35 @@ fn cmd_run(words: &[String]) -> Result<(), Error> {
     let code = sys::wait(pid)?;
     println!("[{prog}: pid {pid} exited with {code}]");
     Ok(())
+}
+
+fn cmd_bg(words: &[String]) -> Result<(), Error> {
+    let Some((prog, rest)) = words.split_first() else {
+        println!("usage: bg PROG [ARGS...]");
+        return Ok(());
+    };
+    let args: Vec<&str> = rest.iter().map(String::as_str).collect();
+    let pid = process::spawn_program(prog, &args)?;
+    println!("[{prog}: pid {pid} started]");
+    Ok(())
+}
+
+fn cmd_wait(words: &[String]) -> Result<(), Error> {
+    let Some(pid) = words.first().and_then(|s| parse_u64(s)) else {
+        println!("usage: wait PID");
+        return Ok(());
+    };
+    let code = sys::wait(pid)?;
+    println!("[pid {pid} exited with {code}]");
+    Ok(())
+}
+
+fn cmd_sleep(words: &[String]) -> Result<(), Error> {
+    let Some(ms) = words.first().and_then(|s| parse_u64(s)) else {
+        println!("usage: sleep MS");
+        return Ok(());
+    };
+    sys::sleep(ms)
 }
 
 fn cmd_points() -> Result<(), Error> {
@@ -130,6 +162,9 @@ fn execute(words: &[String]) -> Flow {
         }
         "ls" => cmd_ls(),
         "run" => cmd_run(rest),
+        "bg" => cmd_bg(rest),
+        "wait" => cmd_wait(rest),
+        "sleep" => cmd_sleep(rest),
         "points" => cmd_points(),
         "load" => cmd_load(rest),
         "grafts" => cmd_grafts(),
