@@ -92,6 +92,36 @@ impl GraftPoint {
     pub fn allows(&self, callable: &str) -> bool {
         self.callables.contains(&callable)
     }
+
+    /// The point's validator (the rule in [`GraftPoint::result`]): whether the kernel may use
+    /// `result`. One definition for the kernel and for `graftc run`'s model of the point.
+    pub fn accepts(&self, result: i64, facts: &ResultFacts<'_>) -> bool {
+        match self.name {
+            "vm.pick_victim" | "sched.pick_next" => (0..facts.candidates).contains(&result),
+            "fs.compute_ra" => {
+                let capacity = (facts.out.len() / 8) as i64;
+                (0..=capacity).contains(&result)
+                    && facts.out.chunks_exact(8).take(result as usize).all(|b| {
+                        let mut raw = [0u8; 8];
+                        raw.copy_from_slice(b);
+                        (0..facts.file_blocks).contains(&i64::from_le_bytes(raw))
+                    })
+            }
+            // The filters: 0 or a negative error.
+            _ => result <= 0,
+        }
+    }
+}
+
+/// What a point's validator needs besides the result.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ResultFacts<'a> {
+    /// `vm.pick_victim`, `sched.pick_next`: how many candidates were offered (`n`).
+    pub candidates: i64,
+    /// `fs.compute_ra`: the output region `r1` as the graft left it.
+    pub out: &'a [u8],
+    /// `fs.compute_ra`: the file's size in blocks.
+    pub file_blocks: i64,
 }
 
 /// A kernel function a graft may call through an import.
@@ -305,6 +335,24 @@ mod tests {
             assert_eq!(c.id as usize, i, "{}", c.name);
             assert_eq!(callable(c.name).map(|x| x.id), Some(c.id));
         }
+    }
+
+    #[test]
+    fn validators_follow_the_documented_rules() {
+        let pick = graft_point("sched.pick_next").unwrap();
+        let facts = ResultFacts { candidates: 3, ..ResultFacts::default() };
+        assert!(pick.accepts(0, &facts) && pick.accepts(2, &facts));
+        assert!(!pick.accepts(3, &facts) && !pick.accepts(-1, &facts));
+        let ra = graft_point("fs.compute_ra").unwrap();
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&5i64.to_le_bytes());
+        out[8..].copy_from_slice(&12i64.to_le_bytes());
+        let facts = ResultFacts { out: &out, file_blocks: 10, ..ResultFacts::default() };
+        assert!(ra.accepts(1, &facts));
+        assert!(!ra.accepts(2, &facts), "block 12 is past the end of a 10-block file");
+        assert!(!ra.accepts(3, &facts), "more blocks than the region holds");
+        let filter = graft_point("fs.read_filter").unwrap();
+        assert!(filter.accepts(0, &facts) && filter.accepts(-5, &facts) && !filter.accepts(1, &facts));
     }
 
     #[test]

@@ -169,35 +169,18 @@ pub fn parse_buffer(text: &str) -> Result<Vec<u8>, String> {
 
 /// The point's validator, as the kernel applies it (the text of `GraftPoint::result`).
 pub fn validate(point: &GraftPoint, args: &[DataValue], regions: &[Vec<u8>], result: DataValue, host: &MockHost) -> bool {
-    let r = result.as_i64();
-    match point.name {
-        "vm.pick_victim" | "sched.pick_next" => {
-            let n = args.first().map_or(0, |a| a.as_i64());
-            (0..n).contains(&r)
-        }
-        "fs.compute_ra" => {
-            let out = regions.get(1).map_or(&[][..], Vec::as_slice);
-            let cap = (out.len() / 8) as i64;
-            if !(0..=cap).contains(&r) {
-                return false;
-            }
-            // The mock host's file geometry: size = raw handle * 4096, 1024-byte blocks.
-            let _ = host;
-            let blocks = match args.first() {
-                Some(DataValue::Handle(_, raw)) => (*raw as i64).saturating_mul(4096) / 1024,
-                _ => 0,
-            };
-            (0..r as usize).all(|i| {
-                let b = out.get(i * 8..i * 8 + 8).map_or(-1, |s| {
-                    let mut a = [0u8; 8];
-                    a.copy_from_slice(s);
-                    i64::from_le_bytes(a)
-                });
-                (0..blocks).contains(&b)
-            })
-        }
-        _ => r <= 0,
-    }
+    // The mock host's file geometry: size = raw handle * 4096, 1024-byte blocks.
+    let _ = host;
+    let file_blocks = match args.first() {
+        Some(DataValue::Handle(_, raw)) => (*raw as i64).saturating_mul(4096) / 1024,
+        _ => 0,
+    };
+    let facts = graft_ir::abi::ResultFacts {
+        candidates: args.first().map_or(0, |a| a.as_i64()),
+        out: regions.get(1).map_or(&[][..], Vec::as_slice),
+        file_blocks,
+    };
+    point.accepts(result.as_i64(), &facts)
 }
 
 /// Run a verified graft per `config`.

@@ -5,7 +5,7 @@
 use alloc::vec::Vec;
 
 use graft_ir::HandleKind;
-use graft_ir::abi::{self, GraftPoint};
+use graft_ir::abi::{self, GraftPoint, ResultFacts};
 use graft_ir::interp::DataValue;
 
 use super::runtime::{self, Outcome};
@@ -44,13 +44,15 @@ pub fn sched_pick_next(group: ProcessId, txn: &mut TxnLog, threads: &[ThreadCand
         records.extend_from_slice(&t.wakeups.to_le_bytes());
         records.extend_from_slice(&0u32.to_le_bytes());
     }
+    let p = point("sched.pick_next");
+    let facts = ResultFacts { candidates: n as i64, ..ResultFacts::default() };
     let (idx, outcome) = runtime::dispatch(
-        point("sched.pick_next"),
+        p,
         group,
         txn,
         &[DataValue::I32(n as i32)],
         &mut [&mut records[..]],
-        |v, _| (0..n as i32).contains(&v),
+        |v, _| p.accepts(i64::from(v), &facts),
         |_| 0,
     );
     (idx as usize, outcome)
@@ -90,13 +92,15 @@ pub fn vm_pick_victim(pid: ProcessId, txn: &mut TxnLog, cands: &[VictimCandidate
         records.extend_from_slice(&c.age.to_le_bytes());
     }
     let default = default_victim(cands) as i32;
+    let p = point("vm.pick_victim");
+    let facts = ResultFacts { candidates: n as i64, ..ResultFacts::default() };
     let (idx, outcome) = runtime::dispatch(
-        point("vm.pick_victim"),
+        p,
         pid,
         txn,
         &[DataValue::I32(n as i32)],
         &mut [&mut records[..]],
-        |v, _| (0..n as i32).contains(&v),
+        |v, _| p.accepts(i64::from(v), &facts),
         |_| default,
     );
     (idx as usize, outcome)
@@ -119,20 +123,14 @@ pub fn fs_compute_ra(
     let cap = out.len();
     let mut buf = alloc::vec![0u8; cap * 8];
     let next = (offset.saturating_add(len).max(0) + block_size - 1) / block_size.max(1);
+    let p = point("fs.compute_ra");
     let (count, outcome) = runtime::dispatch(
-        point("fs.compute_ra"),
+        p,
         pid,
         txn,
         &[DataValue::Handle(HandleKind::File, file), DataValue::I64(offset), DataValue::I64(len)],
         &mut [&mut buf[..]],
-        |v, bufs| {
-            let Ok(count) = usize::try_from(v) else { return false };
-            count <= cap
-                && bufs[0].chunks(8).take(count).all(|b| {
-                    let block = i64::from_le_bytes(b.try_into().unwrap_or([0xff; 8]));
-                    (0..file_blocks).contains(&block)
-                })
-        },
+        |v, bufs| p.accepts(i64::from(v), &ResultFacts { out: &bufs[0][..], file_blocks, ..ResultFacts::default() }),
         |bufs| {
             let mut n = 0;
             for (i, b) in bufs[0].chunks_mut(8).enumerate().take(cap.min(2)) {
@@ -170,7 +168,7 @@ pub fn fs_filter(write: bool, pid: ProcessId, txn: &mut TxnLog, file: u64, offse
         txn,
         &[DataValue::Handle(HandleKind::File, file), DataValue::I64(offset), DataValue::I32(len)],
         &mut [&mut *buf],
-        |v, _| v <= 0,
+        |v, _| p.accepts(i64::from(v), &ResultFacts::default()),
         |_| 0,
     );
     if matches!(outcome, Outcome::Aborted(_)) {
