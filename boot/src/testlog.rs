@@ -10,19 +10,37 @@ pub struct TestLog {
     pub failed: Vec<String>,
     /// The kernel's own summary `(passed, failed)`, if it got that far.
     pub summary: Option<(usize, usize)>,
+    /// A test whose verdict has not been printed yet: other output (a log line, a panic
+    /// message) landed between `test NAME ... ` and its `ok`.
+    pending: Option<String>,
 }
 
 impl TestLog {
     pub fn feed(&mut self, line: &str) {
         let line = line.trim_end();
+        if let Some(name) = self.pending.take() {
+            if line == "ok" {
+                self.passed.push(name);
+                return;
+            } else if line.starts_with("FAILED") {
+                self.failed.push(name);
+                return;
+            }
+            self.pending = Some(name);
+        }
         if let Some(rest) = line.strip_prefix("running ").and_then(|r| r.strip_suffix(" kernel tests")) {
             self.announced = rest.parse().ok();
         } else if let Some(rest) = line.strip_prefix("test ") {
             if let Some((name, verdict)) = rest.split_once(" ... ") {
                 if verdict == "ok" {
                     self.passed.push(name.to_string());
-                } else if verdict.starts_with("FAILED") && !self.failed.iter().any(|n| n == name) {
-                    self.failed.push(name.to_string());
+                } else if verdict.starts_with("FAILED") {
+                    if !self.failed.iter().any(|n| n == name) {
+                        self.failed.push(name.to_string());
+                    }
+                } else {
+                    // Something else was printed before the verdict: it may come on a later line.
+                    self.pending = Some(name.to_string());
                 }
             }
         } else if let Some(rest) = line.strip_prefix("ktest: ") {
@@ -107,6 +125,14 @@ mod tests {
         let l = log(&[]);
         assert!(!l.passed());
         assert_eq!(l.summary_line(), "kernel: 0 passed, 1 failed");
+    }
+
+    #[test]
+    fn a_verdict_after_other_output_still_counts() {
+        let l = log(&["test a ... [ 0.02] INFO task: spawn x: not an ELF file", "ok", "test b ... panic at x.rs:1: boom", "ok", "test c ... ok"]);
+        assert_eq!(l.passed, ["a", "b", "c"]);
+        let l = log(&["test a ... something", "FAILED: it broke"]);
+        assert_eq!(l.failed, ["a"]);
     }
 
     #[test]

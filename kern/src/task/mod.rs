@@ -439,7 +439,7 @@ pub fn spawn(path: &str, args: &[&str], parent: Option<ProcessId>) -> Result<Pro
     }
     let mut space = AddressSpace::new().map_err(|_| Error::NoMemory)?;
     let entry = elf::load(&mut space, image).map_err(|e| {
-        log::info!("spawn {path}: {e}");
+        log::debug!("spawn {path}: {e}");
         match e {
             elf::ElfError::NoMemory => Error::NoMemory,
             _ => Error::NotExecutable,
