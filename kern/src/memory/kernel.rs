@@ -273,6 +273,37 @@ pub fn map_stack(len: u64) -> Result<(u64, u64), MapError> {
     Ok((bottom, bottom + pages * PAGE_SIZE))
 }
 
+/// A kernel stack from `map_stack` that is given back (pages unmapped, frames freed) when
+/// dropped. The guard page below it stays unmapped: an overflow faults instead of silently
+/// overwriting the heap.
+pub struct KernelStack {
+    bottom: u64,
+    top: u64,
+}
+
+impl KernelStack {
+    pub fn new(len: u64) -> Result<KernelStack, MapError> {
+        let (bottom, top) = map_stack(len)?;
+        Ok(KernelStack { bottom, top })
+    }
+
+    pub fn top(&self) -> u64 {
+        self.top
+    }
+}
+
+impl Drop for KernelStack {
+    fn drop(&mut self) {
+        let mut va = self.bottom;
+        while va < self.top {
+            if let Ok(frame) = unmap(Page::containing_address(VirtAddr::new(va))) {
+                let _ = free_frame(frame);
+            }
+            va += PAGE_SIZE;
+        }
+    }
+}
+
 /// Copies `code` into fresh pages of the code window, then makes them read-only and
 /// executable.
 pub fn publish_code(code: &[u8]) -> Result<ExecCode, MapError> {

@@ -27,7 +27,7 @@ use crate::graft::points::{self, ThreadCandidate};
 use crate::graft::runtime;
 use crate::graft::state::ProcessId;
 use crate::graft::txn::TxnLog;
-use crate::memory::PAGE_SIZE;
+use crate::memory::{KernelStack, PAGE_SIZE};
 use crate::memory::space::{self, AddressSpace, UserRights};
 use crate::time;
 
@@ -37,7 +37,8 @@ pub struct Tid(pub u32);
 /// The boot context, which becomes the idle loop: not a real thread, never queued.
 pub const IDLE: Tid = Tid(0);
 
-const KSTACK_SIZE: usize = 64 * 1024;
+/// Each thread's kernel stack, with an unmapped guard page below it.
+const KSTACK_SIZE: u64 = 64 * 1024;
 /// Top of the initial user stack, and its size.
 pub const USER_STACK_TOP: u64 = 0x0000_7fff_ff00_0000;
 const USER_STACK_SIZE: u64 = 256 * 1024;
@@ -82,7 +83,7 @@ pub enum Wake {
 struct Thread {
     tid: Tid,
     pid: ProcessId,
-    kstack: Box<[u8]>,
+    kstack: KernelStack,
     /// Saved kernel stack pointer while not running.
     rsp: u64,
     state: State,
@@ -96,7 +97,7 @@ struct Thread {
 
 impl Thread {
     fn stack_top(&self) -> u64 {
-        (self.kstack.as_ptr() as u64 + self.kstack.len() as u64) & !0xf
+        self.kstack.top() & !0xf
     }
 }
 
@@ -198,7 +199,7 @@ impl Tasks {
         let mut th = Box::new(Thread {
             tid,
             pid,
-            kstack: alloc::vec![0u8; KSTACK_SIZE].into_boxed_slice(),
+            kstack: KernelStack::new(KSTACK_SIZE).map_err(|_| Error::NoMemory)?,
             rsp: 0,
             state: State::Runnable,
             wake: Wake::Event,
