@@ -25,12 +25,14 @@
 //! compiled.check_context(&ctx)?;
 //! let args = [n as u64];
 //! per_cpu.active_graft = Some((&ctx as *const _, compiled.at(base)));   // for the fault handler
+//! // SAFETY: the code is placed unchanged, `ctx` is filled for it, faults go to `recover`.
 //! let r = unsafe { graft_jit::enter(base + compiled.entry_offset() as u64, &mut ctx, args.as_ptr()) };
 //! per_cpu.active_graft = None;
 //! // r: Ok(result bits) or Err(AbortReason); ctx.fuel is the fuel left.
 //!
 //! // In the #UD / #DE / #PF / #GP handler, when the faulting RIP is in ring 0:
 //! if let Some((ctx, code)) = per_cpu.active_graft {
+//!     // SAFETY: the context outlives the call that is in progress.
 //!     if let Some(r) = graft_jit::recover(unsafe { &*ctx }, &code, frame.rip) {
 //!         frame.rip = r.rip; frame.rsp = r.rsp; frame.rax = r.rax;
 //!         return;                                                  // iretq resumes in `enter`
