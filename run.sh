@@ -89,6 +89,9 @@ build_ramdisk() {
       cp "$f" "$root/bin/"
     fi
   done
+  # A truncated program (its ELF header names program headers past the end of the file), for
+  # the system-call tests: spawning it must fail cleanly.
+  head -c 64 "$root/bin/exitcode" > "$root/bin/broken-elf"
   say "compiling sample grafts with graftc"
   for f in sample-grafts/*.graft sample-grafts/hostile/*.graft; do
     local rel=${f#sample-grafts/}

@@ -9,6 +9,7 @@
 extern crate alloc;
 
 pub mod cmdline;
+pub mod elf_check;
 pub mod graft;
 pub mod ktest;
 pub mod memory;

@@ -29,6 +29,12 @@ pub struct ThreadCandidate {
 pub const WOKE_FROM_WAIT: u32 = 1 << 1;
 pub const PREEMPTED: u32 = 1 << 2;
 
+/// Whether group `group` has a `sched.pick_next` graft: the scheduler gathers the candidates'
+/// records only then (the common case of no graft stays free of allocation).
+pub fn sched_grafted(group: ProcessId) -> bool {
+    runtime::attached(point("sched.pick_next"), group).is_some()
+}
+
 /// `sched.pick_next`: which of group `group`'s runnable threads (oldest first) runs in the
 /// group's turn. Default: the one that waited longest. Valid: an index into `threads`.
 pub fn sched_pick_next(group: ProcessId, txn: &mut TxnLog, threads: &[ThreadCandidate]) -> (usize, Outcome) {

@@ -242,6 +242,9 @@ impl Tasks {
 
     /// Index in group `pid`'s queue of the thread to run: the graft point `sched.pick_next`.
     fn pick_in_group(&mut self, pid: ProcessId) -> usize {
+        if self.queues[&pid].len() <= 1 || !points::sched_grafted(pid) {
+            return 0;
+        }
         let candidates: Vec<ThreadCandidate> = self.queues[&pid]
             .iter()
             .map(|tid| {
