@@ -28,6 +28,12 @@ pub fn dispatch(frame: &mut SyscallFrame) {
         Ok(v) => v,
         Err(e) => (-e.code()) as u64,
     };
+    // sysret to a non-canonical address would fault in ring 0. User memory ends below the
+    // canonical boundary, so this cannot happen; if it ever did, the process goes, not the kernel.
+    if frame.rip >= sysabi::USER_END {
+        log::warn!("system call returning to non-canonical {:#x}; process killed", frame.rip);
+        task::exit_process(128 + 11);
+    }
 }
 
 fn me() -> Result<ProcessId, Error> {
