@@ -36,6 +36,8 @@ impl fmt::Display for ElfError {
 
 /// Maps the program's segments into `space` and returns its entry point.
 pub fn load(space: &mut AddressSpace, image: &[u8]) -> Result<u64, ElfError> {
+    // The parser trusts the header's table offsets: check them first.
+    crate::elf_check::check(image).map_err(|_| ElfError::Parse("malformed ELF header or program-header table"))?;
     let elf = ElfFile::new(image).map_err(ElfError::Parse)?;
     let h = &elf.header;
     if h.pt1.class() != Class::SixtyFour {
