@@ -170,11 +170,20 @@ pub fn map_fresh(start: VirtAddr, len: u64, flags: PageTableFlags) -> Result<(),
     let first = Page::<Size4KiB>::containing_address(start);
     let last = Page::<Size4KiB>::containing_address(start + (len.max(1) - 1));
     for page in Page::range_inclusive(first, last) {
-        let frame = alloc_frame().ok_or(MapError::OutOfFrames)?;
-        // SAFETY: the frame is fresh from the allocator and reached through the physical map.
-        unsafe { core::ptr::write_bytes(phys_to_virt(frame.start_address()).as_mut_ptr::<u8>(), 0, PAGE_SIZE as usize) };
-        if let Err(e) = map(page, frame, flags) {
-            let _ = free_frame(frame);
+        let mapped = alloc_frame().ok_or(MapError::OutOfFrames).and_then(|frame| {
+            // SAFETY: the frame is fresh from the allocator and reached through the physical map.
+            unsafe { core::ptr::write_bytes(phys_to_virt(frame.start_address()).as_mut_ptr::<u8>(), 0, PAGE_SIZE as usize) };
+            map(page, frame, flags).inspect_err(|_| {
+                let _ = free_frame(frame);
+            })
+        });
+        if let Err(e) = mapped {
+            // Give back what this call mapped: a failure (out of memory) loses no frames.
+            for done in Page::range(first, page) {
+                if let Ok(frame) = unmap(done) {
+                    let _ = free_frame(frame);
+                }
+            }
             return Err(e);
         }
     }
@@ -186,6 +195,21 @@ pub fn map_fresh(start: VirtAddr, len: u64, flags: PageTableFlags) -> Result<(),
 struct Window {
     next: u64,
     end: u64,
+}
+
+impl Window {
+    /// Hands out `pages` pages followed by `guard` unmapped pages; returns the first address.
+    fn reserve(&mut self, pages: u64, guard: u64) -> Result<u64, MapError> {
+        let base = self.next;
+        let end = pages.checked_add(guard).and_then(|n| n.checked_mul(PAGE_SIZE)).and_then(|n| base.checked_add(n));
+        match end {
+            Some(end) if end <= self.end => {
+                self.next = end;
+                Ok(base)
+            }
+            _ => Err(MapError::OutOfFrames),
+        }
+    }
 }
 
 /// Finds an unused level-4 entry in the higher half: our windows can never collide with what the
@@ -258,17 +282,8 @@ impl Drop for ExecCode {
 /// The stack lives as long as the kernel.
 pub fn map_stack(len: u64) -> Result<(u64, u64), MapError> {
     let pages = len.div_ceil(PAGE_SIZE);
-    let base = {
-        let mut w = CODE.lock();
-        let base = w.next;
-        // guard page, the stack, and the window's usual guard page after it
-        if base + (pages + 2) * PAGE_SIZE > w.end {
-            return Err(MapError::OutOfFrames);
-        }
-        w.next += (pages + 2) * PAGE_SIZE;
-        base
-    };
-    let bottom = base + PAGE_SIZE;
+    // A guard page below the stack (the window's next page) and one after it.
+    let bottom = CODE.lock().reserve(pages + 1, 1)? + PAGE_SIZE;
     map_fresh(VirtAddr::new(bottom), pages * PAGE_SIZE, PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE)?;
     Ok((bottom, bottom + pages * PAGE_SIZE))
 }
@@ -308,16 +323,8 @@ impl Drop for KernelStack {
 /// executable.
 pub fn publish_code(code: &[u8]) -> Result<ExecCode, MapError> {
     let pages = (code.len().max(1) as u64).div_ceil(PAGE_SIZE);
-    let base = {
-        let mut w = CODE.lock();
-        let base = w.next;
-        // One unmapped guard page between consecutive code blobs.
-        if base + (pages + 1) * PAGE_SIZE > w.end {
-            return Err(MapError::OutOfFrames);
-        }
-        w.next += (pages + 1) * PAGE_SIZE;
-        VirtAddr::new(base)
-    };
+    // One unmapped guard page between consecutive code blobs.
+    let base = VirtAddr::new(CODE.lock().reserve(pages, 1)?);
     map_fresh(base, pages * PAGE_SIZE, PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE)?;
     // SAFETY: the range was just mapped writable for us alone.
     unsafe { core::ptr::copy_nonoverlapping(code.as_ptr(), base.as_mut_ptr::<u8>(), code.len()) };
@@ -333,15 +340,7 @@ pub fn publish_code(code: &[u8]) -> Result<ExecCode, MapError> {
 pub fn map_mmio(phys: PhysAddr, len: u64) -> Result<VirtAddr, MapError> {
     let offset = phys.as_u64() % PAGE_SIZE;
     let pages = (offset + len).div_ceil(PAGE_SIZE);
-    let base = {
-        let mut w = MMIO.lock();
-        let base = w.next;
-        if base + pages * PAGE_SIZE > w.end {
-            return Err(MapError::OutOfFrames);
-        }
-        w.next += pages * PAGE_SIZE;
-        base
-    };
+    let base = MMIO.lock().reserve(pages, 0)?;
     let flags = PageTableFlags::WRITABLE | PageTableFlags::NO_CACHE | PageTableFlags::WRITE_THROUGH | PageTableFlags::NO_EXECUTE;
     for i in 0..pages {
         let page = Page::containing_address(VirtAddr::new(base + i * PAGE_SIZE));
