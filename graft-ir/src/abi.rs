@@ -57,6 +57,8 @@ pub struct RegionSpec {
 /// A graft point: a kernel policy decision a process may replace with a graft.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct GraftPoint {
+    /// Its row in [`GRAFT_POINTS`] (the kernel indexes its slot tables by it).
+    pub index: usize,
     /// The point's name, as written in a module (`graft vm.pick_victim`).
     pub name: &'static str,
     /// Value parameters of the entry function.
@@ -242,9 +244,24 @@ const FILTER_REGIONS: &[RegionSpec] = &[RegionSpec {
     layout: "the file data of [offset, offset+len), transformed in place; its length is len",
 }];
 
+/// The rows of [`GRAFT_POINTS`], by name.
+pub mod point {
+    /// `vm.pick_victim`
+    pub const VM_PICK_VICTIM: usize = 0;
+    /// `fs.compute_ra`
+    pub const FS_COMPUTE_RA: usize = 1;
+    /// `sched.pick_next`
+    pub const SCHED_PICK_NEXT: usize = 2;
+    /// `fs.read_filter`
+    pub const FS_READ_FILTER: usize = 3;
+    /// `fs.write_filter`
+    pub const FS_WRITE_FILTER: usize = 4;
+}
+
 /// Every graft point.
 pub static GRAFT_POINTS: &[GraftPoint] = &[
     GraftPoint {
+        index: point::VM_PICK_VICTIM,
         name: "vm.pick_victim",
         params: &[Param { name: "n", ty: Type::I32 }],
         ret: Type::I32,
@@ -261,6 +278,7 @@ pub static GRAFT_POINTS: &[GraftPoint] = &[
         doc: "Choose which of the process's resident pages to evict.",
     },
     GraftPoint {
+        index: point::FS_COMPUTE_RA,
         name: "fs.compute_ra",
         params: &[
             Param { name: "file", ty: FILE },
@@ -280,6 +298,7 @@ pub static GRAFT_POINTS: &[GraftPoint] = &[
         doc: "After a read of [offset, offset+len) of a file, choose the blocks to read ahead.",
     },
     GraftPoint {
+        index: point::SCHED_PICK_NEXT,
         name: "sched.pick_next",
         params: &[Param { name: "n", ty: Type::I32 }],
         ret: Type::I32,
@@ -296,6 +315,7 @@ pub static GRAFT_POINTS: &[GraftPoint] = &[
         doc: "Choose which runnable thread of the process group runs in the group's turn.",
     },
     GraftPoint {
+        index: point::FS_READ_FILTER,
         name: "fs.read_filter",
         params: FILTER_PARAMS,
         ret: Type::I32,
@@ -305,6 +325,7 @@ pub static GRAFT_POINTS: &[GraftPoint] = &[
         doc: "Transform file data after it is read, before it reaches the process.",
     },
     GraftPoint {
+        index: point::FS_WRITE_FILTER,
         name: "fs.write_filter",
         params: FILTER_PARAMS,
         ret: Type::I32,
@@ -314,6 +335,15 @@ pub static GRAFT_POINTS: &[GraftPoint] = &[
         doc: "Transform file data written by the process, before it reaches the file system.",
     },
 ];
+
+// Each point's `index` is its row.
+const _: () = {
+    let mut i = 0;
+    while i < GRAFT_POINTS.len() {
+        assert!(GRAFT_POINTS[i].index == i);
+        i += 1;
+    }
+};
 
 /// The graft point named `name`.
 pub fn graft_point(name: &str) -> Option<&'static GraftPoint> {

@@ -108,7 +108,7 @@ fn compile_figures() {
             black_box(graft_jit::compile(&v).expect("compiles"));
         });
         let f0 = compiled.function_offsets()[0] as usize;
-        let fn_bytes = compiled.entry_offset() as usize - f0;
+        let fn_bytes = compiled.code().len() - f0;
         println!(
             "  {insts:>3}-instruction function:        {:>9.1} us   {fn_bytes:>5} bytes of code ({:.1} B/inst), blob {} bytes, {} trap sites",
             t.as_secs_f64() * 1e6,
@@ -152,7 +152,7 @@ fn sandbox_figures() {
         println!(
             "  {name:<26} {:>8.1} us/call  {per_byte:>6.3} ns/byte  code {:>4} bytes  checked takes {ratio:.2}x this",
             t.as_secs_f64() * 1e6,
-            compiled.entry_offset() - compiled.function_offsets()[0]
+            compiled.code().len() - compiled.function_offsets()[0] as usize
         );
     }
 }

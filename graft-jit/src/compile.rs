@@ -1,8 +1,8 @@
 //! The driver: lower and compile every function of a verified module, and lay the machine
 //! code out as one relocation-free blob with its trap table.
 //!
-//! Layout: `fn0, fn1, ..., fnN-1, entry shim`, each 16-byte aligned, the gaps filled with
-//! `int3`. Functions call each other only through the context's function table and reach
+//! Layout: `fn0, fn1, ..., fnN-1`, each 16-byte aligned, the gaps filled with `int3`;
+//! `fn0` is the entry, called directly by the trampoline in [`crate::enter`]. Functions call each other only through the context's function table and reach
 //! imports only through its import table, so the blob runs at any address once copied.
 
 use alloc::string::ToString;
@@ -14,7 +14,7 @@ use cranelift_codegen::isa::TargetIsa;
 use cranelift_frontend::FunctionBuilderContext;
 use graft_ir::{AbortReason, FuncRef, Type, Verified};
 
-use crate::context::{Context, MAX_REGIONS};
+use crate::context::{Context, ENTRY_ARGS, MAX_REGIONS};
 use crate::error::{JitError, Unit};
 use crate::lower::{self, Checks};
 use crate::trap::{TrapReason, TrapSite, TrapTable};
@@ -96,7 +96,7 @@ impl Compiled {
         &self.functions
     }
 
-    /// Offset of the entry shim, the address to pass to [`crate::enter`].
+    /// Offset of the entry function `fn0`, the address to pass to [`crate::enter`].
     pub fn entry_offset(&self) -> u32 {
         self.entry
     }
@@ -163,6 +163,11 @@ pub fn compile_with(verified: &Verified, options: &Options) -> Result<Compiled, 
     if point.regions.len() > MAX_REGIONS {
         return Err(JitError::TooManyRegions { point: point.name, regions: point.regions.len() });
     }
+    let entry_fn = module.function(graft_ir::Module::ENTRY);
+    let entry_params = entry_fn.map_or(0, |f| f.sig.params.len());
+    if entry_params > ENTRY_ARGS {
+        return Err(JitError::TooManyEntryParams { params: entry_params });
+    }
     let isa = crate::isa::build()?;
     let checks = options.checks();
     let mut fctx = FunctionBuilderContext::new();
@@ -180,13 +185,7 @@ pub fn compile_with(verified: &Verified, options: &Options) -> Result<Compiled, 
         out.functions.push(offset);
     }
 
-    cctx.clear();
-    cctx.func.name = UserFuncName::user(1, 0);
-    cctx.func.signature = lower::shim_signature();
-    lower::lower_entry_shim(verified, &mut cctx.func, &mut fctx, isa.frontend_config())?;
-    let entry = out.emit(&mut cctx, &*isa, Unit::EntryShim, options)?;
-
-    let entry_fn = module.function(graft_ir::Module::ENTRY);
+    let entry = *out.functions.first().ok_or(JitError::Internal { unit: Unit::Function(FuncRef(0)), what: "no entry function" })?;
     Ok(Compiled {
         code: out.code,
         functions: out.functions,

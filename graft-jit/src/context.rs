@@ -27,6 +27,10 @@ pub const CONTEXT_VERSION: u32 = 1;
 /// Most passed-in regions (`r1..=rMAX_REGIONS`) a compiled graft can use.
 pub const MAX_REGIONS: usize = 4;
 
+/// Most parameters an entry function can take: the trampoline passes them in the System V
+/// argument registers after the context (no graft point takes more).
+pub const ENTRY_ARGS: usize = 3;
+
 /// A passed-in region as compiled code sees it: `len` bytes at `base`.
 ///
 /// An access of `w` bytes at offset `off` is allowed iff `off + w <= len` (computed without
@@ -61,15 +65,14 @@ pub struct Context {
     /// left.
     pub fuel: u64,
     /// Offset 8. Depth of the running internal frame; the entry function runs at depth 1
-    /// (the entry shim sets it). A call that would run deeper than `MAX_CALL_DEPTH` aborts
+    /// (the trampoline sets it). A call that would run deeper than `MAX_CALL_DEPTH` aborts
     /// `CallDepthExceeded`.
     pub depth: u64,
     /// Offset 16. 0, or the packed [`AbortReason`] an import or an `abort` wrote. Must be 0
     /// when the call starts.
     pub abort: u64,
-    /// Offset 24. The entry function's result bits (zero-extended), written by the
-    /// trampoline when the call returns normally.
-    pub result: u64,
+    /// Offset 24. Reserved, 0 (the result comes back in registers, see [`crate::enter`]).
+    pub reserved_24: u64,
     /// Offset 32. Base address of the data region `r0`.
     pub data_base: u64,
     /// Offset 40. Size of the data region in bytes. Compiled code masks with the module's
@@ -107,8 +110,6 @@ pub mod offsets {
     pub const DEPTH: i32 = offset_of!(Context, depth) as i32;
     /// [`Context::abort`]
     pub const ABORT: i32 = offset_of!(Context, abort) as i32;
-    /// [`Context::result`]
-    pub const RESULT: i32 = offset_of!(Context, result) as i32;
     /// [`Context::data_base`]
     pub const DATA_BASE: i32 = offset_of!(Context, data_base) as i32;
     /// [`Context::data_size`]
@@ -138,7 +139,6 @@ const _: () = {
     assert!(offsets::FUEL == 0);
     assert!(offsets::DEPTH == 8);
     assert!(offsets::ABORT == 16);
-    assert!(offsets::RESULT == 24);
     assert!(offsets::DATA_BASE == 32);
     assert!(offsets::DATA_SIZE == 40);
     assert!(offsets::FUNCTIONS == 48);
@@ -158,7 +158,7 @@ impl Context {
             fuel: 0,
             depth: 0,
             abort: 0,
-            result: 0,
+            reserved_24: 0,
             data_base: 0,
             data_size: 0,
             functions: core::ptr::null(),

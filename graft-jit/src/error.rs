@@ -9,20 +9,17 @@ use core::fmt;
 use cranelift_codegen::CodegenError;
 use graft_ir::FuncRef;
 
-/// Where in the output a problem arose: a graft function or the generated entry shim.
+/// Where in the output a problem arose: a graft function.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Unit {
     /// The graft function `fnN`.
     Function(FuncRef),
-    /// The entry shim that unpacks the arguments and calls `fn0`.
-    EntryShim,
 }
 
 impl fmt::Display for Unit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Unit::Function(func) => write!(f, "{func}"),
-            Unit::EntryShim => f.write_str("the entry shim"),
         }
     }
 }
@@ -72,6 +69,11 @@ pub enum JitError {
         /// How many regions it passes.
         regions: usize,
     },
+    /// The entry function takes more parameters than the trampoline passes in registers.
+    TooManyEntryParams {
+        /// How many it takes.
+        params: usize,
+    },
     /// The code blob outgrew 32-bit offsets.
     CodeTooLarge {
         /// Bytes so far.
@@ -100,6 +102,11 @@ impl fmt::Display for JitError {
                 f,
                 "graft point `{point}` passes {regions} regions; the context has room for {}",
                 crate::context::MAX_REGIONS
+            ),
+            JitError::TooManyEntryParams { params } => write!(
+                f,
+                "the entry function takes {params} parameters; a call passes at most {}",
+                crate::context::ENTRY_ARGS
             ),
             JitError::CodeTooLarge { bytes } => write!(f, "code blob of {bytes} bytes exceeds 4 GiB"),
             JitError::Internal { unit, what } => write!(f, "internal error in {unit}: {what}"),

@@ -28,7 +28,7 @@ use graft_ir::{AbortReason, Type, Verified};
 
 use crate::compile::Compiled;
 use crate::context::{Context, RegionDesc, MAX_REGIONS};
-use crate::enter::{CodeRegion, enter, recover};
+use crate::enter::{CodeRegion, recover};
 use crate::error::JitError;
 use crate::trap::TrapTable;
 
@@ -138,6 +138,37 @@ impl Loaded {
         fuel: &mut u64,
         host: &mut dyn Host,
     ) -> Result<Option<DataValue>, AbortReason> {
+        self.call_with_stack(None, args, regions, fuel, host)
+    }
+
+    /// [`Loaded::call`] on a stack of its own, as the kernel runs grafts: the graft's frames
+    /// (and the imports') live in `stack`, whose lowest `reserve` bytes are left for the
+    /// imports; a trap still returns to this caller's stack.
+    pub fn call_on_stack(
+        &self,
+        stack: &mut [u8],
+        reserve: usize,
+        args: &[DataValue],
+        regions: &mut [&mut [u8]],
+        fuel: &mut u64,
+        host: &mut dyn Host,
+    ) -> Result<Option<DataValue>, AbortReason> {
+        let bottom = stack.as_mut_ptr() as u64;
+        let top = (bottom + stack.len() as u64) & !15;
+        if reserve as u64 + 64 > top.saturating_sub(bottom) {
+            return Err(AbortReason::HostContract);
+        }
+        self.call_with_stack(Some((bottom + reserve as u64, top)), args, regions, fuel, host)
+    }
+
+    fn call_with_stack(
+        &self,
+        stack: Option<(u64, u64)>,
+        args: &[DataValue],
+        regions: &mut [&mut [u8]],
+        fuel: &mut u64,
+        host: &mut dyn Host,
+    ) -> Result<Option<DataValue>, AbortReason> {
         let types_ok =
             args.len() == self.entry_params.len() && args.iter().zip(&self.entry_params).all(|(a, t)| a.ty() == *t);
         let regions_ok = regions.len() == self.regions + 1
@@ -148,7 +179,10 @@ impl Loaded {
         }
         install_signal_handlers();
 
-        let raw_args: Vec<u64> = args.iter().map(|a| a.to_bits()).collect();
+        let mut raw_args = [0u64; crate::ENTRY_ARGS];
+        for (slot, a) in raw_args.iter_mut().zip(args) {
+            *slot = a.to_bits();
+        }
         let mut slot = HostSlot { host };
         let mut ctx = Context::empty();
         ctx.fuel = *fuel;
@@ -161,13 +195,20 @@ impl Loaded {
         ctx.imports = import_table().as_ptr();
         ctx.host = (&raw mut slot).cast::<c_void>();
         let marker = 0u8;
-        ctx.stack_limit = (&raw const marker as u64).saturating_sub(self.stack_budget);
+        let (limit, top) = stack.unwrap_or(((&raw const marker as u64).saturating_sub(self.stack_budget), 0));
+        ctx.stack_limit = limit;
 
         let ctx_ptr = &raw mut ctx;
         let active = Active { ctx: ctx_ptr, base: self.base, len: self.len, traps: &self.traps };
         let previous = ACTIVE.with(|a| a.replace(&raw const active));
-        // SAFETY: `entry` is the entry shim of code placed unchanged in executable memory owned by `self`; the context points at live tables, regions and host slot that outlive the call; the argument count was checked against the entry signature; the stack limit leaves `stack_budget` bytes below this frame; and faults in the code are recovered by the handler installed above through `ACTIVE`.
-        let result = unsafe { enter(self.entry, ctx_ptr, raw_args.as_ptr()) };
+        // SAFETY: `entry` is the entry function of code placed unchanged in executable memory owned by `self`; the context points at live tables, regions and host slot that outlive the call; the argument count was checked against the entry signature; the stack limit leaves `stack_budget` bytes below this frame (or the reserve of the caller's own stack, which nothing else uses during the call); and faults in the code are recovered by the handler installed above through `ACTIVE`.
+        let result = unsafe {
+            if top == 0 {
+                crate::enter(self.entry, ctx_ptr, &raw_args)
+            } else {
+                crate::enter_on_stack(self.entry, ctx_ptr, &raw_args, top)
+            }
+        };
         ACTIVE.with(|a| a.set(previous));
         *fuel = ctx.fuel;
         let bits = result?;

@@ -3,8 +3,8 @@
 //! depth, stack limit, guarded division) as it goes.
 //!
 //! The output ([`Compiled`]) is one contiguous, relocation-free code blob, the offset of each
-//! function, a trap table mapping trapping instructions to [`AbortReason`]s, and the offset of
-//! an entry shim. It is `no_std` + `alloc`: the same lowering runs in the kernel, in
+//! function (the entry `fn0` first) and a trap table mapping trapping instructions to
+//! [`AbortReason`]s. It is `no_std` + `alloc`: the same lowering runs in the kernel, in
 //! `graftc run`, in differential tests against the reference interpreter, and in host
 //! benchmarks. It does not verify (graft-ir does), allocate executable memory (the kernel's
 //! loader or the host runner does) or implement callables (the kernel does).
@@ -23,10 +23,10 @@
 //! ctx.functions = functions.as_ptr();  ctx.imports = KERNEL_IMPORTS.as_ptr();  // by Callable::id
 //! ctx.host = current_transaction as *mut _;  ctx.stack_limit = graft_stack_bottom + RESERVE;
 //! compiled.check_context(&ctx)?;
-//! let args = [n as u64];
+//! let args = [n as u64, 0, 0];                           // ENTRY_ARGS slots, unused ones 0
 //! per_cpu.active_graft = Some((&ctx as *const _, compiled.at(base)));   // for the fault handler
 //! // SAFETY: the code is placed unchanged, `ctx` is filled for it, faults go to `recover`.
-//! let r = unsafe { graft_jit::enter(base + compiled.entry_offset() as u64, &mut ctx, args.as_ptr()) };
+//! let r = unsafe { graft_jit::enter(base + compiled.entry_offset() as u64, &mut ctx, &args) };
 //! per_cpu.active_graft = None;
 //! // r: Ok(result bits) or Err(AbortReason); ctx.fuel is the fuel left.
 //!
@@ -67,8 +67,8 @@ pub mod host;
 pub use compile::{compile, compile_with, Compiled, Options, FUNCTION_ALIGN};
 #[cfg(feature = "bench-unchecked")]
 pub use compile::Unchecked;
-pub use context::{Context, ImportFn, RegionDesc, MAX_REGIONS};
-pub use enter::{abort_redirect, enter, recover, resume_address, CodeRegion, Redirect};
+pub use context::{Context, ImportFn, RegionDesc, ENTRY_ARGS, MAX_REGIONS};
+pub use enter::{abort_redirect, enter, enter_on_stack, recover, resume_address, CodeRegion, Redirect};
 pub use error::{JitError, Unit};
 pub use graft_ir::AbortReason;
 pub use trap::{TrapReason, TrapSite, TrapTable};

@@ -83,15 +83,6 @@ fn import_signature(c: &Callable) -> ir::Signature {
     s
 }
 
-/// The machine signature of the entry shim: `(ctx, args: *const u64) -> u64`.
-pub(crate) fn shim_signature() -> ir::Signature {
-    let mut s = ir::Signature::new(CallConv::SystemV);
-    s.params.push(vmctx_param());
-    s.params.push(AbiParam::new(types::I64));
-    s.returns.push(AbiParam::new(types::I64));
-    s
-}
-
 fn bits_mask(bits: u32) -> u64 {
     if bits >= 64 { u64::MAX } else { (1u64 << bits) - 1 }
 }
@@ -644,47 +635,3 @@ fn cond_code(cc: IntCC) -> ClCC {
     }
 }
 
-/// Build the entry shim: `(ctx, args) -> u64` that sets the depth to 1, unpacks `fn0`'s
-/// arguments from `args[i]` (u64 each, low bits used), calls `fn0` through the function
-/// table and returns its result zero-extended.
-pub(crate) fn lower_entry_shim(
-    v: &Verified,
-    func: &mut ir::Function,
-    fctx: &mut FunctionBuilderContext,
-    frontend: TargetFrontendConfig,
-) -> Result<(), JitError> {
-    let unit = Unit::EntryShim;
-    let internal = |what| JitError::Internal { unit, what };
-    let f = v.module().function(graft_ir::Module::ENTRY).ok_or(internal("no entry function"))?;
-    let mut b = FunctionBuilder::new(func, fctx);
-    set_stack_limit(&mut b).map_err(|()| internal("too many memory flag sets"))?;
-    let entry = b.create_block();
-    b.append_block_params_for_function_params(entry);
-    b.switch_to_block(entry);
-    let params = b.block_params(entry).to_vec();
-    let (ctx, argv) = (params[0], params[1]);
-    let c = common(&mut b, ctx);
-
-    let one = b.ins().iconst(types::I64, 1);
-    b.ins().store(c.ctx_rw, one, ctx, offsets::DEPTH);
-    let mut args = Vec::with_capacity(f.sig.params.len() + 1);
-    args.push(ctx);
-    for (i, &t) in f.sig.params.iter().enumerate() {
-        // At most MAX_PARAMS arguments.
-        let raw = b.ins().load(types::I64, MemFlagsData::trusted().with_readonly(), argv, (i * 8) as i32);
-        args.push(if t.bits() < 64 { b.ins().ireduce(cl_type(t), raw) } else { raw });
-    }
-    let table = b.ins().load(types::I64, c.ctx_ro, ctx, offsets::FUNCTIONS);
-    let target = b.ins().load(types::I64, c.ctx_ro, table, 0);
-    let sig = b.import_signature(function_signature(&f.sig));
-    let call = b.ins().call_indirect(sig, target, &args);
-    let result = match (f.sig.ret, b.inst_results(call).first().copied()) {
-        (Some(t), Some(r)) if t.bits() < 64 => b.ins().uextend(types::I64, r),
-        (Some(_), Some(r)) => r,
-        _ => b.ins().iconst(types::I64, 0),
-    };
-    b.ins().return_(&[result]);
-    b.seal_all_blocks();
-    b.finalize(frontend);
-    Ok(())
-}

@@ -152,7 +152,8 @@ fn code_is_position_independent_and_traps_are_mapped() {
     }
     // Every site maps to a reason; the ones this function must have are there.
     let reasons: Vec<_> = compiled.traps().sites().iter().map(|s| s.reason).collect();
-    for want in [AbortReason::OutOfFuel, AbortReason::DivisionByZero, AbortReason::StackOverflow] {
+    // (No stack-limit check: a leaf function with no frame needs none.)
+    for want in [AbortReason::OutOfFuel, AbortReason::DivisionByZero] {
         assert!(reasons.contains(&graft_jit::TrapReason::Fixed(want)), "{want:?} missing from {reasons:?}");
     }
     for s in compiled.traps().sites() {
@@ -190,4 +191,36 @@ fn recover_ignores_faults_it_does_not_own() {
             assert_eq!(r.rax, AbortReason::Explicit(3).to_u64());
         }
     }
+}
+
+/// The kernel's way of calling: on a stack of the graft's own. Results, traps and the stack
+/// limit behave as on the caller's stack, and every abort returns to the caller's stack.
+#[test]
+fn calls_on_a_separate_stack_return_and_recover() {
+    let mut stack = vec![0u8; 64 * 1024];
+    let run = |src: &str, arg: i32, stack: &mut [u8], reserve: usize| {
+        let v = verified(src);
+        let loaded = Loaded::compile(&v).expect("compiles");
+        let mut data = interp::initial_data(v.module());
+        let mut fuel = 1000;
+        let mut buf = [1u8, 2, 3, 4, 5, 6, 7, 8];
+        let r = loaded.call_on_stack(stack, reserve, &[DataValue::I32(arg)], &mut [&mut data, &mut buf], &mut fuel, &mut MockHost::default());
+        (r, fuel)
+    };
+    let div = format!("{HEAD}function fn0(i32) -> i32 {{\nb0(v0: i32):\n    v1 = iconst.i32 100\n    v2 = sdiv v1, v0\n    return v2\n}}\n");
+    assert_eq!(run(&div, 5, &mut stack, 4096).0, Ok(Some(DataValue::I32(20))));
+    assert_eq!(run(&div, 0, &mut stack, 4096).0, Err(AbortReason::DivisionByZero));
+    // The graft used the given stack: its bytes near the top changed.
+    let top_used = stack[stack.len() - 256..].iter().any(|&b| b != 0);
+    assert!(top_used, "the call ran on the separate stack");
+    let load = format!("{HEAD}function fn0(i32) -> i32 {{\nb0(v0: i32):\n    v1 = load.i32 r1[v0]\n    return v1\n}}\n");
+    assert_eq!(run(&load, 4, &mut stack, 4096).0, Ok(Some(DataValue::I32(0x08070605))));
+    assert_eq!(run(&load, 6, &mut stack, 4096).0, Err(AbortReason::OutOfBounds));
+    let rec = format!("{HEAD}function fn0(i32) -> i32 {{\nb0(v0: i32):\n    v1 = call fn0(v0)\n    return v1\n}}\n");
+    // 1 KiB of frames above the reserve: deep recursion hits the limit before the depth cap.
+    assert_eq!(run(&rec, 0, &mut stack, 63 * 1024).0, Err(AbortReason::StackOverflow));
+    // A stack too small for the reserve is refused before anything runs.
+    assert_eq!(run(&div, 5, &mut stack[..4096], 4096).0, Err(AbortReason::HostContract));
+    // After all that, an ordinary call on the caller's stack still works.
+    assert_eq!(both(&div, &[DataValue::I32(4)], &[]).0, Ok(Some(DataValue::I32(25))));
 }

@@ -14,7 +14,7 @@ use graft_ir::interp::DataValue;
 
 use crate::arch::{self, QemuExit};
 use crate::fs::ramdisk;
-use crate::graft::callables::{CallCtx, LOCKS};
+use crate::graft::callables::LOCKS;
 use crate::graft::locks::{LockId, Owner};
 use crate::graft::runtime::{self, GraftId};
 use crate::graft::state::ProcessId;
@@ -42,6 +42,47 @@ fn measure(n: u64, mut f: impl FnMut()) -> u64 {
 }
 
 fn noop(_: u64, _: u64) {}
+
+/// The single-step tracer: with the trap flag set, every instruction raises a debug exception
+/// whose handler records where it stopped. Gives the exact instruction path of one call.
+const TRACE_MAX: usize = 4096;
+struct Trace(core::cell::UnsafeCell<[u64; TRACE_MAX]>);
+// SAFETY: written only by the debug-exception handler on the one CPU, read after tracing stops.
+unsafe impl Sync for Trace {}
+static TRACE: Trace = Trace(core::cell::UnsafeCell::new([0; TRACE_MAX]));
+static TRACE_LEN: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// Debug exception (trap flag): record the address of the next instruction.
+pub fn on_step(frame: &mut crate::arch::trap::TrapFrame) {
+    let n = TRACE_LEN.load(core::sync::atomic::Ordering::Relaxed);
+    if n < TRACE_MAX {
+        // SAFETY: see `Trace`; interrupts are off in the handler.
+        unsafe { (*TRACE.0.get())[n] = frame.rip };
+        TRACE_LEN.store(n + 1, core::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Runs `f` single-stepped and prints the addresses it executed (`scripts/trace-symbols`
+/// turns them into a per-function count).
+fn trace(what: &str, f: impl FnOnce()) {
+    TRACE_LEN.store(0, core::sync::atomic::Ordering::Relaxed);
+    // SAFETY: sets RFLAGS.TF; the debug exceptions it raises are handled by `on_step`.
+    unsafe { core::arch::asm!("pushfq", "or qword ptr [rsp], 0x100", "popfq") };
+    f();
+    // SAFETY: clears RFLAGS.TF again.
+    unsafe { core::arch::asm!("pushfq", "and qword ptr [rsp], ~0x100", "popfq") };
+    let n = TRACE_LEN.load(core::sync::atomic::Ordering::Relaxed);
+    kprintln!("trace {what}: {n} steps; bench::run at {:x}", run as *const () as usize);
+    // SAFETY: tracing has stopped; nothing writes the buffer now.
+    let t = unsafe { &(&*TRACE.0.get())[..n] };
+    for chunk in t.chunks(8) {
+        let mut line = String::from("trace:");
+        for rip in chunk {
+            line.push_str(&alloc::format!(" {rip:x}"));
+        }
+        kprintln!("{line}");
+    }
+}
 
 fn load(pid: ProcessId, blob: &[u8]) -> Option<GraftId> {
     match runtime::load(pid, blob) {
@@ -139,6 +180,12 @@ pub fn run() -> ! {
             });
             row("  of which slot lookup, graft found", alloc::format!("{lookup}"), "");
             let c = dispatch_cost(sched, pid, &args, &mut [&mut threads[..]]);
+            if option_env!("GRAFT_BENCH_TRACE").is_some() {
+                let mut txn = TxnLog::new(Owner(200), 256, 16);
+                trace("empty-graft dispatch", || {
+                    black_box(runtime::dispatch(sched, pid, &mut txn, &args, &mut [&mut threads[..]], |_, _| true, default_pick));
+                });
+            }
             let _ = runtime::unload(pid, id);
             row("dispatch of an empty graft", alloc::format!("{c} (+{} over direct)", c.saturating_sub(direct)), "");
             c
@@ -201,20 +248,20 @@ pub fn run() -> ! {
             let checked = JitCode::compile_unchecked(&v, graft_jit::Unchecked::default());
             let unchecked = JitCode::compile_unchecked(&v, graft_jit::Unchecked { memory: true, fuel: false });
             if let (Ok(c), Ok(u)) = (checked, unchecked) {
-                let run = |code: &JitCode| {
-                    let mut data = graft_ir::interp::initial_data(v.module());
+                let run = |code: JitCode| {
+                    let Ok(mut inst) = code.instance(graft_ir::interp::initial_data(v.module()), pid, 0, runtime::registry()) else { return 1 };
+                    inst.set_limits(0, 10_000_000_000);
                     let mut buf = [0x5au8; 512];
                     let mut txn = TxnLog::new(Owner(202), 64, 8);
                     measure(N / 4, || {
                         let mut fuel = 1_000_000;
                         txn.begin().ok();
-                        let ctx = CallCtx { owner: pid, txn: &mut txn, memory_limit: 0 };
-                        let args = [DataValue::Handle(graft_ir::HandleKind::File, 1), DataValue::I64(0), DataValue::I32(512)];
-                        let _ = black_box(crate::graft::jit::call(code, ctx, runtime::registry(), &args, &mut [&mut data[..], &mut buf[..]], &mut fuel, u64::MAX / 4));
+                        let args = [1, 0, 512];
+                        let _ = black_box(crate::graft::jit::call(&mut inst, &mut txn, &args, &mut [&mut buf[..]], &mut fuel));
                         txn.commit(&LOCKS).ok();
                     })
                 };
-                let (tc, tu) = (run(&c), run(&u));
+                let (tc, tu) = (run(c), run(u));
                 row(
                     "SFI: region checks, XTEA 512 B",
                     alloc::format!("{} ({tc} checked vs {tu} unchecked, x{}.{:02})", tc.saturating_sub(tu), tc / tu.max(1), (tc % tu.max(1)) * 100 / tu.max(1)),

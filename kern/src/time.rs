@@ -50,6 +50,14 @@ pub fn ns_to_tsc(ns: u64) -> u64 {
     }
 }
 
+/// `ns` nanoseconds in timer ticks, rounded up (at least 1; unbounded before the timer runs).
+pub fn ns_to_ticks(ns: u64) -> u64 {
+    match HZ.load(Ordering::Relaxed) {
+        0 => u64::MAX,
+        hz => (u128::from(ns) * u128::from(hz)).div_ceil(1_000_000_000).clamp(1, u128::from(u64::MAX)) as u64,
+    }
+}
+
 /// Milliseconds since the timer was started (0 before).
 pub fn uptime_ms() -> u64 {
     match HZ.load(Ordering::Relaxed) {

@@ -210,6 +210,7 @@ fn txn_failure(e: TxnError) -> AbortReason {
     match e {
         TxnError::LogFull | TxnError::TooDeep => AbortReason::ResourceLimit,
         TxnError::NoTransaction => AbortReason::HostContract,
+        TxnError::Doomed => AbortReason::LockTimeout,
     }
 }
 

@@ -15,12 +15,13 @@ use core::cell::UnsafeCell;
 use core::ffi::c_void;
 
 use graft_ir::abi::{self, Callable};
-use graft_ir::interp::DataValue;
 use graft_ir::{AbortReason, Verified};
-use graft_jit::{CodeRegion, Compiled, Context, JitError, RegionDesc};
+use graft_jit::{CodeRegion, Compiled, Context, ENTRY_ARGS, JitError, RegionDesc};
 use spin::Once;
 
 use super::callables::{CallCtx, Registry};
+use super::state::ProcessId;
+use super::txn::TxnLog;
 use crate::arch::trap::TrapFrame;
 use crate::memory::{self, ExecCode, MapError};
 
@@ -33,6 +34,8 @@ pub struct JitCode {
     /// The graft stack: its lowest address and its top.
     stack: (u64, u64),
     imports: *const u64,
+    /// How many buffers (`r1..`) its graft point passes.
+    regions: usize,
 }
 
 // SAFETY: `imports` points at the immutable, 'static import table; everything else is owned.
@@ -46,6 +49,8 @@ pub enum CompileError {
     Map(MapError),
     /// The compiler did not run (it returned without a result).
     NotRun,
+    /// The entry takes more parameters, or the point more buffers, than a call passes.
+    Shape { params: usize, regions: usize },
 }
 
 impl core::fmt::Display for CompileError {
@@ -54,6 +59,11 @@ impl core::fmt::Display for CompileError {
             CompileError::Jit(e) => write!(f, "compiling the graft failed: {e}"),
             CompileError::Map(e) => write!(f, "no memory for the graft's code: {e}"),
             CompileError::NotRun => write!(f, "the compiler did not run"),
+            CompileError::Shape { params, regions } => write!(
+                f,
+                "an entry of {params} parameters and {regions} buffers; calls pass at most {ENTRY_ARGS} and {}",
+                graft_jit::MAX_REGIONS
+            ),
         }
     }
 }
@@ -78,13 +88,73 @@ impl JitCode {
         let exec = memory::publish_code(compiled.code()).map_err(CompileError::Map)?;
         let functions = compiled.function_table(exec.base().as_u64());
         let entry = exec.base().as_u64() + u64::from(compiled.entry_offset());
-        Ok(JitCode { exec, compiled, functions, entry, stack, imports: imports().as_ptr() })
+        let entry_params = compiled.entry_params().len();
+        let regions = compiled.region_count();
+        if entry_params > ENTRY_ARGS || regions > graft_jit::MAX_REGIONS {
+            return Err(CompileError::Shape { params: entry_params, regions });
+        }
+        Ok(JitCode { exec, compiled, functions, entry, stack, imports: imports().as_ptr(), regions })
     }
 
     pub fn code_size(&self) -> usize {
         self.exec.len()
     }
 
+    /// An instance of the code for a graft of `owner`: its data region `data` (exactly the
+    /// module's `data_size` bytes) and a context filled with everything that stays the same
+    /// from call to call. Gives the code back if the data region does not fit it.
+    pub fn instance(self, data: Vec<u8>, owner: ProcessId, memory_limit: u64, registry: &'static Registry) -> Result<Instance, JitCode> {
+        if data.len() != self.compiled.data_size() as usize {
+            return Err(self);
+        }
+        let host = HostCtx { owner, memory_limit, registry, txn: core::ptr::null_mut() };
+        let mut inst = Instance { ctx: Context::empty(), code: self, data, host, ticks: 0, max_ticks: u64::MAX };
+        inst.ctx.data_base = inst.data.as_mut_ptr() as u64;
+        inst.ctx.data_size = inst.data.len() as u64;
+        inst.ctx.functions = inst.code.functions.as_ptr();
+        inst.ctx.imports = inst.code.imports;
+        inst.ctx.stack_limit = inst.code.stack.0 + CALLABLE_RESERVE;
+        Ok(inst)
+    }
+}
+
+/// A graft's code with its data region and the context its calls use, prepared once: a call
+/// only sets the fuel, the buffers and the transaction. The data never moves (the vector is
+/// never resized: only slices of it are handed out), so the context's pointer to it stays
+/// valid.
+pub struct Instance {
+    ctx: Context,
+    code: JitCode,
+    data: Vec<u8>,
+    host: HostCtx,
+    /// Timer ticks the call in progress has run through (the watchdog counts them), and how
+    /// many it may.
+    ticks: u64,
+    max_ticks: u64,
+}
+
+// SAFETY: the context's pointers lead to the instance's own data and code tables; the buffer
+// and transaction pointers are set only for the duration of a call.
+unsafe impl Send for Instance {}
+
+impl Instance {
+    /// The data region `r0`.
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// Bytes of machine code.
+    pub fn code_size(&self) -> usize {
+        self.code.code_size()
+    }
+
+    /// Bytes of `mem.alloc` memory the owner may hold (the callables check it), and the
+    /// wall-clock time a call may take.
+    pub fn set_limits(&mut self, memory: u64, wall_ns: u64) {
+        self.host.memory_limit = memory;
+        // One tick more than the limit: the first tick may come at once.
+        self.max_ticks = crate::time::ns_to_ticks(wall_ns).saturating_add(1);
+    }
 }
 
 /// Cranelift recurses deeply: compiling runs on a stack of its own (thread kernel stacks are
@@ -125,110 +195,85 @@ const CALLABLE_RESERVE: u64 = 64 * 1024;
 
 static STACK: Once<Result<(u64, u64), MapError>> = Once::new();
 
-/// What the fault handler and the watchdog need to know about the call in progress.
-#[derive(Clone, Copy)]
-struct Active {
-    ctx: *mut Context,
-    base: u64,
-    len: u64,
-    traps: *const graft_jit::TrapTable,
-    /// Time-stamp counter value past which the watchdog aborts the call.
-    deadline_tsc: u64,
-}
-
-/// The call in progress on this (only) CPU. Written only with interrupts disabled; read by the
-/// fault and timer handlers, which run with interrupts disabled too.
-struct ActiveSlot(UnsafeCell<Option<Active>>);
+/// The instance whose call is in progress on this (only) CPU, or null. Written only with
+/// interrupts disabled; read by the fault and timer handlers, which run with interrupts
+/// disabled too.
+struct ActiveSlot(UnsafeCell<*mut Instance>);
 
 // SAFETY: one CPU; every access happens with interrupts disabled (see above).
 unsafe impl Sync for ActiveSlot {}
 
-static ACTIVE: ActiveSlot = ActiveSlot(UnsafeCell::new(None));
+static ACTIVE: ActiveSlot = ActiveSlot(UnsafeCell::new(core::ptr::null_mut()));
 
-fn active() -> Option<Active> {
-    // SAFETY: read with interrupts disabled (all callers are interrupt handlers or run inside without_interrupts).
-    unsafe { *ACTIVE.0.get() }
+fn active() -> Option<*mut Instance> {
+    // SAFETY: read with interrupts disabled (all callers are interrupt handlers or run with interrupts off).
+    let a = unsafe { *ACTIVE.0.get() };
+    (!a.is_null()).then_some(a)
 }
 
-/// The kernel objects a call's imports work on.
-struct HostCtx<'a, 'b> {
-    call: CallCtx<'a>,
-    registry: &'b Registry,
+/// What a call's imports work on: the graft's owner and limit, the callables, and (during a
+/// call) the calling thread's transaction.
+struct HostCtx {
+    owner: ProcessId,
+    memory_limit: u64,
+    registry: &'static Registry,
+    txn: *mut TxnLog,
 }
 
-/// Runs the graft's entry with `args` and `regions` (`regions[0]` the data region, then the
-/// point's buffers), `fuel`, and `wall_tsc` time-stamp-counter ticks of wall-clock time. Returns the entry's i32 result or
-/// the abort reason; `fuel` is left with what remains.
+/// Runs the graft's entry with `args` and the point's `buffers` (`r1..`) on instance `inst`
+/// of `code`, with `fuel` and `wall_tsc` time-stamp-counter ticks of wall-clock time. Returns
+/// the entry's i32 result or the abort reason; `fuel` is left with what remains.
+///
+/// Interrupts are on while the graft's code runs (for the watchdog), and as the caller had
+/// them afterwards.
+#[inline(always)]
 pub fn call(
-    code: &JitCode,
-    call: CallCtx,
-    registry: &Registry,
-    args: &[DataValue],
-    regions: &mut [&mut [u8]],
+    inst: &mut Instance,
+    txn: &mut TxnLog,
+    args: &[u64; ENTRY_ARGS],
+    buffers: &mut [&mut [u8]],
     fuel: &mut u64,
-    wall_tsc: u64,
 ) -> Result<i32, AbortReason> {
-    if active().is_some() {
-        // A graft reached from inside a graft's callable would need its own stack and
-        // context; no callable reaches a graft point yet.
+    // The buffers must be those of the code's graft point (`args` holds a value for every
+    // parameter the entry can have); and no graft may already be running (a graft reached
+    // from inside a graft's callable would need a stack of its own: no callable reaches a
+    // graft point yet).
+    if buffers.len() != inst.code.regions || active().is_some() {
         return Err(AbortReason::HostContract);
     }
-    let (bottom, top) = code.stack;
-    let Some((data, buffers)) = regions.split_first_mut() else {
-        return Err(AbortReason::HostContract);
-    };
-    let mut argv = [0u64; 8];
-    if args.len() != code.compiled.entry_params().len() || args.len() > argv.len() || buffers.len() > ctx_regions() {
-        return Err(AbortReason::HostContract);
-    }
-    for (slot, a) in argv.iter_mut().zip(args) {
-        *slot = a.to_bits();
-    }
-    let mut host = HostCtx { call, registry };
-    let mut ctx = Context::empty();
+    inst.host.txn = txn;
+    inst.ticks = 0;
+    let ctx = &mut inst.ctx;
     ctx.fuel = *fuel;
-    ctx.data_base = data.as_mut_ptr() as u64;
-    ctx.data_size = data.len() as u64;
-    for (desc, buf) in ctx.regions.iter_mut().zip(buffers.iter_mut()) {
-        *desc = RegionDesc { base: buf.as_mut_ptr() as u64, len: buf.len() as u64 };
+    // (A watchdog tick between the end of the last call and its ACTIVE being cleared may
+    // have left a reason here.)
+    ctx.abort = 0;
+    // Exactly the point's buffers: the descriptors past them stay empty from `instance`, and
+    // the code never reads them (it only reaches the point's regions).
+    for (desc, b) in ctx.regions.iter_mut().zip(buffers.iter_mut()) {
+        *desc = RegionDesc { base: b.as_mut_ptr() as u64, len: b.len() as u64 };
     }
-    ctx.functions = code.functions.as_ptr();
-    ctx.imports = code.imports;
-    ctx.host = &mut host as *mut HostCtx as *mut c_void;
-    ctx.stack_limit = bottom + CALLABLE_RESERVE;
-    // The data region's size is fixed by the module: anything else is a kernel bug.
-    if ctx.data_size != u64::from(code.compiled.data_size()) {
-        return Err(AbortReason::HostContract);
-    }
+    let (entry, top) = (inst.code.entry, inst.code.stack.1);
+    let inst: *mut Instance = inst;
     let was_enabled = crate::arch::interrupts_enabled();
-    crate::arch::disable_interrupts();
-    // SAFETY: interrupts are off; the slot is read only by handlers on this CPU.
-    unsafe {
-        *ACTIVE.0.get() = Some(Active {
-            ctx: &mut ctx,
-            base: code.exec.base().as_u64(),
-            len: code.exec.len() as u64,
-            traps: code.compiled.traps(),
-            deadline_tsc: crate::time::rdtsc().saturating_add(wall_tsc),
-        });
-    }
-    let mut job = (code.entry, &mut ctx as *mut Context, argv.as_ptr(), Ok(0u64));
+    // SAFETY: one store, which an interrupt sees either before or after; only handlers on this CPU read the slot.
+    unsafe { *ACTIVE.0.get() = inst };
     // Interrupts on while the graft runs, so that the watchdog can stop it.
-    crate::arch::enable_interrupts();
-    // SAFETY: the stack is ours alone (no graft runs nested); `job` outlives the call.
-    unsafe { crate::arch::context::call_on_stack(top, run_job, &mut job as *mut _ as *mut c_void) };
-    crate::arch::disable_interrupts();
-    // SAFETY: interrupts are off, as above.
-    unsafe { *ACTIVE.0.get() = None };
-    if was_enabled {
+    if !was_enabled {
         crate::arch::enable_interrupts();
     }
-    *fuel = ctx.fuel;
-    job.3.map(|bits| bits as i32)
-}
-
-const fn ctx_regions() -> usize {
-    graft_jit::MAX_REGIONS
+    // SAFETY: the code is this crate's compiled entry, published unchanged; the context was filled by `instance` for this code and for this call, with buffers and a transaction that outlive it; `args` holds the entry's arguments; the graft stack is ours alone (no graft runs nested, the kernel does not preempt itself) and its limit leaves `CALLABLE_RESERVE` for the imports; faults are recovered by `on_fault` through ACTIVE.
+    let r = unsafe { graft_jit::enter_on_stack(entry, &raw mut (*inst).ctx, args, top) };
+    if !was_enabled {
+        crate::arch::disable_interrupts();
+    }
+    // SAFETY: one store, as above; the call is over, so the instance is ours again.
+    let inst = unsafe {
+        *ACTIVE.0.get() = core::ptr::null_mut();
+        &mut *inst
+    };
+    *fuel = inst.ctx.fuel;
+    r.map(|bits| bits as i32)
 }
 
 /// Whether a graft call is in progress (the scheduler must not switch threads under it).
@@ -236,23 +281,13 @@ pub fn is_active() -> bool {
     crate::arch::without_interrupts(|| active().is_some())
 }
 
-type Job = (u64, *mut Context, *const u64, Result<u64, AbortReason>);
-
-extern "C" fn run_job(job: *mut c_void) {
-    // SAFETY: `call` passes a live `Job`, on the graft stack, with the context filled for this code; faults inside are recovered by `on_fault`, which resumes inside `enter`.
-    unsafe {
-        let job = &mut *(job as *mut Job);
-        job.3 = graft_jit::enter(job.0, job.1, job.2);
-    }
-}
-
 /// Called by the exception handler for a fault in kernel mode. If it happened in graft code
 /// during a call, redirects the frame so the call returns its abort reason; returns true.
 pub fn on_fault(frame: &mut TrapFrame) -> bool {
     let Some(a) = active() else { return false };
-    // SAFETY: the context and trap table outlive the call, and a call is in progress.
-    let (ctx, traps) = unsafe { (&*a.ctx, &*a.traps) };
-    let region = CodeRegion { base: a.base, len: a.len, traps };
+    // SAFETY: a call is in progress on this instance; the handler only reads it.
+    let (ctx, code) = unsafe { (&(*a).ctx, &(*a).code) };
+    let region = CodeRegion { base: code.exec.base().as_u64(), len: code.exec.len() as u64, traps: code.compiled.traps() };
     match graft_jit::recover(ctx, &region, frame.rip) {
         Some(r) => {
             frame.rip = r.rip;
@@ -267,12 +302,14 @@ pub fn on_fault(frame: &mut TrapFrame) -> bool {
 /// Called on every timer tick: aborts a call past its deadline.
 pub fn watchdog(frame: &mut TrapFrame) {
     let Some(a) = active() else { return };
-    if crate::time::rdtsc() < a.deadline_tsc {
+    // SAFETY: a call is in progress on this instance; the interrupted code does not touch the fields written here until the handler returns.
+    let inst = unsafe { &mut *a };
+    inst.ticks += 1;
+    if inst.ticks <= inst.max_ticks {
         return;
     }
-    // SAFETY: as in `on_fault`.
-    let ctx = unsafe { &mut *a.ctx };
-    if frame.rip.wrapping_sub(a.base) < a.len {
+    let (ctx, code) = (&mut inst.ctx, &inst.code);
+    if frame.rip.wrapping_sub(code.exec.base().as_u64()) < code.exec.len() as u64 {
         if let Some(r) = graft_jit::abort_redirect(ctx, AbortReason::Watchdog) {
             frame.rip = r.rip;
             frame.rsp = r.rsp;
@@ -315,10 +352,14 @@ import_stubs!(import_0 = 0, import_1 = 1, import_2 = 2, import_3 = 3, import_4 =
     import_12 = 12, import_13 = 13, import_14 = 14, import_15 = 15);
 
 unsafe fn import_call(id: usize, ctx: *mut Context, args: [i64; 6]) -> i64 {
-    // SAFETY: `ctx` is the live context of the running call and its `host` our HostCtx.
-    let ctx = unsafe { &mut *ctx };
-    // SAFETY: `call` set `host` to its HostCtx, which outlives the call.
-    let host = unsafe { &mut *(ctx.host as *mut HostCtx) };
+    // The context is the `ctx` field of the instance whose call is running.
+    let inst = ctx.cast::<u8>().wrapping_sub(core::mem::offset_of!(Instance, ctx)).cast::<Instance>();
+    // SAFETY: only `call` runs compiled code, always with the context of an instance, which it holds (with the transaction `call` stored in it) for the whole call; the fields borrowed here are disjoint.
+    let (ctx, host, txn) = unsafe {
+        let host = &*(&raw const (*inst).host);
+        (&mut *(&raw mut (*inst).ctx), host, &mut *host.txn)
+    };
+    let mut call = CallCtx { owner: host.owner, txn, memory_limit: host.memory_limit };
     let Some(c): Option<&Callable> = abi::CALLABLES.get(id) else {
         ctx.set_abort(AbortReason::HostContract);
         return 0;
@@ -326,7 +367,7 @@ unsafe fn import_call(id: usize, ctx: *mut Context, args: [i64; 6]) -> i64 {
     let n = c.params.len().min(6);
     let bits: [u64; 6] = args.map(|a| a as u64);
     // Callables run with interrupts off, like all kernel code outside grafts.
-    match crate::arch::without_interrupts(|| host.registry.call(c, &mut host.call, &bits[..n])) {
+    match crate::arch::without_interrupts(|| host.registry.call(c, &mut call, &bits[..n])) {
         Ok(v) => v as i64,
         Err(reason) => {
             if ctx.abort == 0 {

@@ -22,9 +22,13 @@ use graft_ir::interp::Host;
 use graft_ir::{AbortReason, DecodeError, Verified, VerifyErrors};
 use spin::{Mutex, Once};
 
-use super::callables::{self, CallCtx, Registry};
+use crate::sync::ReadMostly;
+
+use super::callables::{self, Registry};
+#[cfg(not(target_os = "none"))]
+use super::callables::CallCtx;
 use super::state::{self, ProcessId};
-use super::txn::TxnLog;
+use super::txn::{TxnError, TxnLog};
 
 /// A loaded graft's number, as user space names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -49,20 +53,6 @@ pub struct Limits {
     pub wall_ns: u64,
 }
 
-impl Limits {
-    /// The watchdog limit in time-stamp-counter ticks (computed once, not per call).
-    fn wall_tsc(&self) -> u64 {
-        #[cfg(target_os = "none")]
-        {
-            crate::time::ns_to_tsc(self.wall_ns)
-        }
-        #[cfg(not(target_os = "none"))]
-        {
-            self.wall_ns
-        }
-    }
-}
-
 /// Fuel the kernel grants one call at most, whatever the module asks for.
 pub const MAX_FUEL_PER_CALL: u64 = 1_000_000;
 pub const DEFAULT_MAX_ABORTS: u32 = 5;
@@ -72,7 +62,7 @@ pub const DEFAULT_WALL_NS: u64 = 100_000_000;
 /// Per-graft statistics.
 #[derive(Default)]
 pub struct Stats {
-    pub calls: AtomicU64,
+    /// Calls that committed (every other call aborted: calls are commits plus aborts).
     pub commits: AtomicU64,
     /// Aborts by `AbortReason::code()` (index 0 unused).
     pub aborts: [AtomicU64; 16],
@@ -97,18 +87,24 @@ impl StatsSnapshot {
     }
 }
 
+/// What a call of a graft uses and changes, behind one lock (one call of a graft at a time).
+struct CallState {
+    /// The data region `r0` (persists across calls; private to the graft), with the context
+    /// prepared for the machine code in the kernel.
+    #[cfg(target_os = "none")]
+    inst: super::jit::Instance,
+    #[cfg(not(target_os = "none"))]
+    data: Vec<u8>,
+    limits: Limits,
+}
+
 pub struct Graft {
     pub id: GraftId,
     pub owner: ProcessId,
     pub point: &'static GraftPoint,
     verified: Verified,
-    /// The graft's data region `r0`: persists across calls; private to the graft.
-    data: Mutex<Vec<u8>>,
-    /// Its machine code (in the kernel; host builds run the reference interpreter).
-    #[cfg(target_os = "none")]
-    jit: super::jit::JitCode,
-    /// The limits, and the watchdog limit in TSC ticks derived from them.
-    limits: Mutex<(Limits, u64)>,
+    /// Its machine code and data (in the kernel; host builds run the reference interpreter).
+    state: Mutex<CallState>,
     pub stats: Stats,
     attached: AtomicBool,
     /// The process whose slot holds the graft while attached.
@@ -118,16 +114,18 @@ pub struct Graft {
 
 impl Graft {
     pub fn stats(&self) -> StatsSnapshot {
-        let aborts = AbortReason::ALL
+        let aborts: Vec<(AbortReason, u64)> = AbortReason::ALL
             .iter()
             .filter_map(|r| {
                 let n = self.stats.aborts[r.code() as usize].load(Ordering::Relaxed);
                 (n > 0).then_some((*r, n))
             })
             .collect();
+        let commits = self.stats.commits.load(Ordering::Relaxed);
         StatsSnapshot {
-            calls: self.stats.calls.load(Ordering::Relaxed),
-            commits: self.stats.commits.load(Ordering::Relaxed),
+            // Every call ends in a commit or an abort.
+            calls: commits + aborts.iter().map(|(_, n)| n).sum::<u64>(),
+            commits,
             aborts,
             fuel_used: self.stats.fuel_used.load(Ordering::Relaxed),
         }
@@ -143,19 +141,22 @@ impl Graft {
     }
 
     pub fn limits(&self) -> Limits {
-        self.limits.lock().0
+        self.state.lock().limits
     }
 
     /// Changes the graft's limits.
     pub fn set_limits(&self, limits: Limits) {
-        *self.limits.lock() = (limits, limits.wall_tsc());
+        let mut st = self.state.lock();
+        st.limits = limits;
+        #[cfg(target_os = "none")]
+        st.inst.set_limits(limits.memory, limits.wall_ns);
     }
 
     /// Bytes of machine code the graft was compiled to (0 when interpreted).
     pub fn code_size(&self) -> usize {
         #[cfg(target_os = "none")]
         {
-            self.jit.code_size()
+            self.state.lock().inst.code_size()
         }
         #[cfg(not(target_os = "none"))]
         {
@@ -220,12 +221,41 @@ pub const MAX_KERNEL_BLOB: usize = 16 * 1024;
 
 struct Tables {
     grafts: BTreeMap<GraftId, Arc<Graft>>,
-    /// (point index in the ABI table, installer) -> attached graft.
-    slots: BTreeMap<(usize, ProcessId), Arc<Graft>>,
     next_id: u32,
 }
 
-static TABLES: Mutex<Tables> = Mutex::new(Tables { grafts: BTreeMap::new(), slots: BTreeMap::new(), next_id: 1 });
+static TABLES: Mutex<Tables> = Mutex::new(Tables { grafts: BTreeMap::new(), next_id: 1 });
+
+/// Most value parameters a graft point has (the JIT's trampoline passes this many).
+const ENTRY_ARGS: usize = 3;
+#[cfg(target_os = "none")]
+const _: () = assert!(ENTRY_ARGS == graft_jit::ENTRY_ARGS);
+
+/// Most graft points the slot tables have room for.
+const MAX_POINTS: usize = 8;
+const _: () = assert!(abi::GRAFT_POINTS.len() <= MAX_POINTS);
+
+/// The slots of one graft point: (process, attached graft) for each process whose slot holds a
+/// graft (a handful at most: scanned, not searched), and how many there are, which lets the
+/// common case of a point nobody grafted skip the lock. Dispatch holds the read side for the
+/// whole call, so the graft it runs stays in place without a reference count.
+struct PointSlots {
+    count: AtomicU32,
+    slots: ReadMostly<Vec<(ProcessId, Arc<Graft>)>>,
+}
+
+static SLOTS: [PointSlots; MAX_POINTS] =
+    [const { PointSlots { count: AtomicU32::new(0), slots: ReadMostly::new(Vec::new()) } }; MAX_POINTS];
+
+/// Changes the slots of `point` (taken inside `with_tables`: the lock order is tables, then
+/// slots).
+fn with_slots<R>(point: &GraftPoint, f: impl FnOnce(&mut Vec<(ProcessId, Arc<Graft>)>) -> R) -> Option<R> {
+    let ps = SLOTS.get(point.index)?;
+    let mut slots = ps.slots.write();
+    let r = f(&mut slots);
+    ps.count.store(slots.len() as u32, Ordering::Relaxed);
+    Some(r)
+}
 static REGISTRY: Once<Registry> = Once::new();
 
 fn with_tables<R>(f: impl FnOnce(&mut Tables) -> R) -> R {
@@ -244,26 +274,6 @@ pub fn registry() -> &'static Registry {
         // A mismatch between the table and the kernel is a build defect, found at the first boot.
         Err(e) => panic!("callable registry: {e}"),
     })
-}
-
-fn point_index(p: &GraftPoint) -> usize {
-    // Points come from the ABI table: their index follows from the address (the hot path);
-    // a copy made elsewhere is found by name.
-    let base = abi::GRAFT_POINTS.as_ptr() as usize;
-    let offset = (p as *const GraftPoint as usize).wrapping_sub(base);
-    let size = core::mem::size_of::<GraftPoint>();
-    if offset % size == 0 && offset / size < abi::GRAFT_POINTS.len() {
-        return offset / size;
-    }
-    abi::GRAFT_POINTS.iter().position(|q| q.name == p.name).unwrap_or(usize::MAX)
-}
-
-/// Grafts attached to each point (by index in the ABI table), for every process: lets the
-/// common case of a point nobody grafted skip the slot table and its lock.
-static ATTACHED_AT: [AtomicU32; 8] = [const { AtomicU32::new(0) }; 8];
-
-fn attached_at(index: usize) -> Option<&'static AtomicU32> {
-    ATTACHED_AT.get(index)
 }
 
 /// Decodes, verifies and prepares a graft for `owner`.
@@ -291,6 +301,19 @@ pub fn load(owner: ProcessId, blob: &[u8]) -> Result<GraftId, LoadError> {
     let point = verified.point();
     #[cfg(target_os = "none")]
     let jit = super::jit::JitCode::compile(&verified).map_err(|e| LoadError::Compile(alloc::format!("{e}")))?;
+    #[cfg(target_os = "none")]
+    let mut inst = jit
+        .instance(data, owner, limits.memory, registry())
+        .map_err(|_| LoadError::Compile("the data region does not match the compiled code".into()))?;
+    #[cfg(target_os = "none")]
+    inst.set_limits(limits.memory, limits.wall_ns);
+    let state = CallState {
+        #[cfg(target_os = "none")]
+        inst,
+        #[cfg(not(target_os = "none"))]
+        data,
+        limits,
+    };
     with_tables(|t| {
         if t.grafts.values().filter(|g| g.owner == owner).count() >= MAX_GRAFTS_PER_PROCESS {
             return Err(LoadError::TooMany);
@@ -302,10 +325,7 @@ pub fn load(owner: ProcessId, blob: &[u8]) -> Result<GraftId, LoadError> {
             owner,
             point,
             verified,
-            data: Mutex::new(data),
-            #[cfg(target_os = "none")]
-            jit,
-            limits: Mutex::new((limits, limits.wall_tsc())),
+            state: Mutex::new(state),
             stats: Stats::default(),
             attached: AtomicBool::new(false),
             target: AtomicU32::new(0),
@@ -336,17 +356,17 @@ pub fn attach_for(owner: ProcessId, id: GraftId, target: ProcessId) -> Result<()
         if g.is_attached() {
             return Err(AttachError::SlotTaken { point: g.point.name, by: id });
         }
-        let key = (point_index(g.point), target);
-        if let Some(other) = t.slots.get(&key) {
-            return Err(AttachError::SlotTaken { point: g.point.name, by: other.id });
-        }
-        g.attached.store(true, Ordering::Relaxed);
-        g.target.store(target.0, Ordering::Relaxed);
-        t.slots.insert(key, g);
-        if let Some(n) = attached_at(key.0) {
-            n.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(())
+        let point = g.point;
+        with_slots(point, |slots| {
+            if let Some((_, other)) = slots.iter().find(|(p, _)| *p == target) {
+                return Err(AttachError::SlotTaken { point: point.name, by: other.id });
+            }
+            g.attached.store(true, Ordering::Relaxed);
+            g.target.store(target.0, Ordering::Relaxed);
+            slots.push((target, g));
+            Ok(())
+        })
+        .unwrap_or(Err(AttachError::NoSuchGraft(id)))
     })
 }
 
@@ -362,32 +382,32 @@ pub fn detach(owner: ProcessId, id: GraftId) -> Result<(), AttachError> {
         if g.owner != owner {
             return Err(AttachError::NotOwner(id));
         }
-        let key = (point_index(g.point), ProcessId(g.target.load(Ordering::Relaxed)));
-        match t.slots.get(&key) {
-            Some(s) if s.id == id => {
-                t.slots.remove(&key);
-                if let Some(n) = attached_at(key.0) {
-                    n.fetch_sub(1, Ordering::Relaxed);
-                }
+        let target = ProcessId(g.target.load(Ordering::Relaxed));
+        with_slots(g.point, |slots| match slots.iter().position(|(p, s)| *p == target && s.id == id) {
+            Some(i) => {
+                slots.swap_remove(i);
                 g.attached.store(false, Ordering::Relaxed);
                 Ok(())
             }
-            _ => Err(AttachError::NotAttached),
-        }
+            None => Err(AttachError::NotAttached),
+        })
+        .unwrap_or(Err(AttachError::NotAttached))
     })
 }
 
 /// Empties every slot held for process `target` (it exited): the grafts stay loaded, detached.
 pub fn detach_all_for(target: ProcessId) {
-    with_tables(|t| {
-        let keys: Vec<(usize, ProcessId)> = t.slots.keys().filter(|k| k.1 == target).copied().collect();
-        for key in keys {
-            if let Some(g) = t.slots.remove(&key) {
-                g.attached.store(false, Ordering::Relaxed);
-                if let Some(n) = attached_at(key.0) {
-                    n.fetch_sub(1, Ordering::Relaxed);
-                }
-            }
+    with_tables(|_| {
+        for point in abi::GRAFT_POINTS {
+            with_slots(point, |slots| {
+                slots.retain(|(p, g)| {
+                    let keep = *p != target;
+                    if !keep {
+                        g.attached.store(false, Ordering::Relaxed);
+                    }
+                    keep
+                })
+            });
         }
     })
 }
@@ -406,12 +426,18 @@ pub fn unload(owner: ProcessId, id: GraftId) -> Result<(), AttachError> {
 }
 
 /// The graft in `point`'s slot for `owner`, if any.
+#[inline]
 pub fn attached(point: &GraftPoint, owner: ProcessId) -> Option<Arc<Graft>> {
-    let index = point_index(point);
-    if attached_at(index).is_some_and(|n| n.load(Ordering::Relaxed) == 0) {
+    let ps = SLOTS.get(point.index)?;
+    if ps.count.load(Ordering::Relaxed) == 0 {
         return None;
     }
-    with_tables(|t| t.slots.get(&(index, owner)).cloned())
+    find_slot(ps, owner)
+}
+
+#[inline(never)]
+fn find_slot(ps: &PointSlots, owner: ProcessId) -> Option<Arc<Graft>> {
+    ps.slots.read().iter().find(|(p, _)| *p == owner).map(|(_, g)| g.clone())
 }
 
 /// What one dispatch did (for tests and benchmarks).
@@ -421,6 +447,27 @@ pub enum Outcome {
     Default,
     Committed,
     Aborted(AbortReason),
+}
+
+impl Outcome {
+    /// 0 committed, 1 default, else the packed abort reason (never 0 or 1).
+    #[inline(always)]
+    fn to_u64(self) -> u64 {
+        match self {
+            Outcome::Committed => 0,
+            Outcome::Default => 1,
+            Outcome::Aborted(r) => r.to_u64(),
+        }
+    }
+
+    #[inline(always)]
+    fn from_u64(packed: u64) -> Outcome {
+        match packed {
+            0 => Outcome::Committed,
+            1 => Outcome::Default,
+            p => Outcome::Aborted(AbortReason::from_u64(p).unwrap_or(AbortReason::HostContract)),
+        }
+    }
 }
 
 /// Connects the interpreter's import calls to the kernel's callables.
@@ -445,6 +492,7 @@ impl Host for KernelHost<'_, '_> {
 ///
 /// `args` are the point's value parameters, `buffers` its regions `r1..`; `validate` checks the
 /// graft's result (with the buffers as the graft left them). Returns the answer and what happened.
+#[inline]
 pub fn dispatch(
     point: &GraftPoint,
     owner: ProcessId,
@@ -454,68 +502,109 @@ pub fn dispatch(
     validate: impl FnOnce(i32, &[&mut [u8]]) -> bool,
     default: impl FnOnce(&mut [&mut [u8]]) -> i32,
 ) -> (i32, Outcome) {
-    let Some(graft) = attached(point, owner) else {
+    // The indirection: a point nobody grafted costs one load.
+    let Some(ps) = SLOTS.get(point.index).filter(|ps| ps.count.load(Ordering::Relaxed) != 0) else {
         return (default(buffers), Outcome::Default);
     };
-    graft.stats.calls.fetch_add(1, Ordering::Relaxed);
-    let result = run_in_transaction(&graft, txn, args, buffers, validate);
-    match result {
-        Ok(v) => {
-            graft.stats.commits.fetch_add(1, Ordering::Relaxed);
-            (v, Outcome::Committed)
-        }
+    // The arguments' bits (at the call site their types are known, so this folds away).
+    let mut bits = [0u64; ENTRY_ARGS];
+    for (b, a) in bits.iter_mut().zip(args) {
+        *b = a.to_bits();
+    }
+    // The typed wrappers in `points` pass exactly the point's parameters. (A slot past them
+    // would read 0: never memory outside the call.)
+    debug_assert_eq!(args.len(), point.params.len(), "{}: wrong argument count", point.name);
+    let (answer, outcome) = call_slot(ps, owner, txn, &bits, buffers, validate, default);
+    (answer, Outcome::from_u64(outcome))
+}
+
+/// The graft in `ps` for `owner`, if any, run inside a transaction; else `default`. Returns
+/// the answer and the outcome packed by `Outcome::to_u64` (two registers, not memory).
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn call_slot(
+    ps: &PointSlots,
+    owner: ProcessId,
+    txn: &mut TxnLog,
+    args: &[u64; ENTRY_ARGS],
+    buffers: &mut [&mut [u8]],
+    validate: impl FnOnce(i32, &[&mut [u8]]) -> bool,
+    default: impl FnOnce(&mut [&mut [u8]]) -> i32,
+) -> (i32, u64) {
+    let slots = ps.slots.read();
+    let Some((_, graft)) = slots.iter().find(|(p, _)| *p == owner) else {
+        drop(slots);
+        return (default(buffers), Outcome::Default.to_u64());
+    };
+    match run_in_transaction(graft, txn, args, buffers, validate) {
+        Ok(v) => (v, Outcome::Committed.to_u64()),
         Err(reason) => {
-            graft.stats.aborts[reason.code() as usize % 16].fetch_add(1, Ordering::Relaxed);
-            let n = graft.abort_count.fetch_add(1, Ordering::Relaxed) + 1;
-            log::debug!("{} ({}) aborted: {reason}", graft.id, point.name);
-            if n >= graft.limits().max_aborts && detach(graft.owner, graft.id).is_ok() {
-                log::warn!("{} detached from {} after {n} aborts (last: {reason})", graft.id, point.name);
-            }
-            (default(buffers), Outcome::Aborted(reason))
+            // Counting the abort may detach the graft: leave the slots first.
+            let graft = graft.clone();
+            drop(slots);
+            aborted(&graft, reason);
+            (default(buffers), Outcome::Aborted(reason).to_u64())
         }
+    }
+}
+
+/// Counts an abort, and detaches a graft that keeps aborting.
+#[cold]
+fn aborted(graft: &Graft, reason: AbortReason) {
+    graft.stats.aborts[reason.code() as usize % 16].fetch_add(1, Ordering::Relaxed);
+    let n = graft.abort_count.fetch_add(1, Ordering::Relaxed) + 1;
+    log::debug!("{} ({}) aborted: {reason}", graft.id, graft.point.name);
+    if n >= graft.limits().max_aborts && detach(graft.owner, graft.id).is_ok() {
+        log::warn!("{} detached from {} after {n} aborts (last: {reason})", graft.id, graft.point.name);
     }
 }
 
 /// Runs the graft's entry: its machine code in the kernel, the reference interpreter on the
-/// host (where the runtime's logic is tested).
+/// host (where the runtime's logic is tested). Returns the result and the fuel spent.
+#[inline(always)]
+#[cfg_attr(target_os = "none", allow(unused_variables))]
 fn execute(
     graft: &Graft,
-    ctx: CallCtx,
-    args: &[DataValue],
-    regions: &mut [&mut [u8]],
-    fuel: &mut u64,
-    wall_tsc: u64,
-) -> Result<i32, AbortReason> {
+    st: &mut CallState,
+    txn: &mut TxnLog,
+    args: &[u64; ENTRY_ARGS],
+    buffers: &mut [&mut [u8]],
+) -> (Result<i32, AbortReason>, u64) {
+    let mut fuel = st.limits.fuel;
     #[cfg(target_os = "none")]
-    {
-        super::jit::call(&graft.jit, ctx, registry(), args, regions, fuel, wall_tsc)
-    }
+    let r = super::jit::call(&mut st.inst, txn, args, buffers, &mut fuel);
     #[cfg(not(target_os = "none"))]
-    {
-        let _ = wall_tsc;
+    let r = {
+        // The arguments as typed values, from the point's signature.
+        let params = graft.point.params;
+        let args: Vec<DataValue> = params.iter().zip(args).map(|(p, &b)| DataValue::from_bits(p.ty, b)).collect();
+        let ctx = CallCtx { owner: graft.owner, txn, memory_limit: st.limits.memory };
+        // The data region then the point's buffers, without allocating on the call path.
+        const MAX_BUFFERS: usize = 4;
+        if buffers.len() > MAX_BUFFERS {
+            return (Err(AbortReason::HostContract), 0);
+        }
+        let count = 1 + buffers.len();
+        let mut regions: [&mut [u8]; 1 + MAX_BUFFERS] = Default::default();
+        regions[0] = &mut st.data[..];
+        for (slot, b) in regions[1..].iter_mut().zip(buffers.iter_mut()) {
+            *slot = &mut **b;
+        }
         let mut host = KernelHost { ctx, registry: registry(), args: Vec::new() };
-        match interp::run(&graft.verified, graft_ir::Module::ENTRY, args, regions, fuel, &mut host) {
+        match interp::run(&graft.verified, graft_ir::Module::ENTRY, &args, &mut regions[..count], &mut fuel, &mut host) {
             Ok(Some(DataValue::I32(v))) => Ok(v),
             Ok(_) => Err(AbortReason::HostContract),
             Err(e) => Err(e),
         }
-    }
+    };
+    (r, st.limits.fuel - fuel)
 }
 
-/// Most buffers a graft point passes in.
-const MAX_BUFFERS: usize = 4;
-
-fn abort_now(graft: &Graft, txn: &mut TxnLog, reason: AbortReason) -> Result<i32, AbortReason> {
-    if let Err(e) = txn.abort(&callables::LOCKS) {
-        log::error!("abort of {} failed: {e}", graft.id);
-    }
-    Err(reason)
-}
-
+#[inline(always)]
 fn run_in_transaction(
     graft: &Graft,
     txn: &mut TxnLog,
-    args: &[DataValue],
+    args: &[u64; ENTRY_ARGS],
     buffers: &mut [&mut [u8]],
     validate: impl FnOnce(i32, &[&mut [u8]]) -> bool,
 ) -> Result<i32, AbortReason> {
@@ -524,34 +613,24 @@ fn run_in_transaction(
     }
     let locks = &callables::LOCKS;
     let outcome = {
-        let mut data = graft.data.lock();
-        // The data region then the point's buffers, without allocating on the call path.
-        if buffers.len() > MAX_BUFFERS {
-            return abort_now(graft, txn, AbortReason::HostContract);
-        }
-        let count = 1 + buffers.len();
-        let mut regions: [&mut [u8]; 1 + MAX_BUFFERS] = Default::default();
-        regions[0] = &mut data[..];
-        for (slot, b) in regions[1..].iter_mut().zip(buffers.iter_mut()) {
-            *slot = &mut **b;
-        }
-        let regions = &mut regions[..count];
-        let (limits, wall_tsc) = *graft.limits.lock();
-        let ctx = CallCtx { owner: graft.owner, txn: &mut *txn, memory_limit: limits.memory };
-        let mut fuel = limits.fuel;
-        let r = execute(graft, ctx, args, regions, &mut fuel, wall_tsc);
-        graft.stats.fuel_used.fetch_add(limits.fuel - fuel, Ordering::Relaxed);
+        // One call of a graft at a time; only another CPU running the same graft could hold it.
+        let mut st = match graft.state.try_lock() {
+            Some(st) => st,
+            None => graft.state.lock(),
+        };
+        let (r, spent) = execute(graft, &mut st, txn, args, buffers);
+        graft.stats.fuel_used.fetch_add(spent, Ordering::Relaxed);
         r
     };
     let outcome = outcome.and_then(|v| if validate(v, buffers) { Ok(v) } else { Err(AbortReason::InvalidResult) });
-    // A waiter timed out on a lock this thread holds: the transaction is doomed.
-    let outcome = match outcome {
-        Ok(_) if locks.take_doom(txn.owner()) => Err(AbortReason::LockTimeout),
-        o => o,
-    };
     match outcome {
         Ok(v) => match txn.commit(locks) {
-            Ok(()) => Ok(v),
+            Ok(()) => {
+                graft.stats.commits.fetch_add(1, Ordering::Relaxed);
+                Ok(v)
+            }
+            // A waiter timed out on a lock this thread holds: the commit aborted instead.
+            Err(TxnError::Doomed) => Err(AbortReason::LockTimeout),
             Err(_) => Err(AbortReason::HostContract),
         },
         Err(reason) => {

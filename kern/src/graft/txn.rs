@@ -43,6 +43,9 @@ pub enum TxnError {
     NoTransaction,
     /// The undo log, commit log or lock list is full.
     LogFull,
+    /// A waiter timed out on a lock the transaction held: instead of committing, it was
+    /// aborted (and its locks released).
+    Doomed,
 }
 
 impl fmt::Display for TxnError {
@@ -51,6 +54,7 @@ impl fmt::Display for TxnError {
             TxnError::TooDeep => write!(f, "transactions nested deeper than {MAX_NESTING}"),
             TxnError::NoTransaction => write!(f, "no transaction is active"),
             TxnError::LogFull => write!(f, "transaction log is full"),
+            TxnError::Doomed => write!(f, "a waiter timed out on a lock the transaction held; it was aborted"),
         }
     }
 }
@@ -103,12 +107,20 @@ impl TxnLog {
         self.depth
     }
 
+    #[inline]
     pub fn begin(&mut self) -> Result<usize, TxnError> {
-        if self.depth == MAX_NESTING {
-            return Err(TxnError::TooDeep);
+        if self.depth == 0 {
+            // Outside any transaction every list is empty (the outermost commit and abort
+            // empty them; nothing logs at depth 0), so the outermost frame's marks are the
+            // zeros `frames[0]` always holds.
+            debug_assert!(self.undo.is_empty() && self.commit.is_empty() && self.locks.is_empty());
+            self.depth = 1;
+            return Ok(1);
         }
-        self.frames[self.depth] =
-            Frame { undo_mark: self.undo.len(), commit_mark: self.commit.len(), lock_mark: self.locks.len() };
+        let Some(frame) = self.frames.get_mut(self.depth) else {
+            return Err(TxnError::TooDeep);
+        };
+        *frame = Frame { undo_mark: self.undo.len(), commit_mark: self.commit.len(), lock_mark: self.locks.len() };
         self.depth += 1;
         Ok(self.depth)
     }
@@ -164,13 +176,34 @@ impl TxnLog {
     /// Commits the innermost transaction. A child's records and locks pass to its parent; the
     /// outermost commit runs the deferred actions in the order they were logged, forgets the
     /// undo records and releases every lock.
+    ///
+    /// If a waiter timed out on a lock the transaction holds (it is doomed), the outermost
+    /// commit aborts instead and returns `Doomed`.
+    #[inline]
     pub fn commit(&mut self, table: &LockTable) -> Result<(), TxnError> {
+        if self.depth == 1 && self.commit.is_empty() && self.locks.is_empty() {
+            // The outermost transaction, nothing deferred, no lock held (the common case):
+            // forget the undo records.
+            self.depth = 0;
+            self.undo.clear();
+            return Ok(());
+        }
         if self.depth == 0 {
             return Err(TxnError::NoTransaction);
         }
         self.depth -= 1;
         if self.depth > 0 {
             return Ok(());
+        }
+        self.commit_outermost(table)
+    }
+
+    #[cold]
+    fn commit_outermost(&mut self, table: &LockTable) -> Result<(), TxnError> {
+        if !self.locks.is_empty() && table.take_doom(self.owner) {
+            self.depth = 1;
+            self.abort(table)?;
+            return Err(TxnError::Doomed);
         }
         for action in self.commit.drain(..) {
             (action.run)(action.a, action.b);
@@ -202,6 +235,10 @@ impl TxnLog {
         for lock in self.locks.drain(frame.lock_mark..) {
             table.release(lock, self.owner);
             report.locks_released += 1;
+        }
+        if self.locks.is_empty() {
+            // No lock held any more: a doom mark left for this owner is moot.
+            table.take_doom(self.owner);
         }
         Ok(report)
     }
@@ -351,5 +388,32 @@ mod tests {
         }
         assert_eq!(snapshot().0, [0; 4]);
         assert_eq!(table.holder(LockId(0)), None);
+    }
+
+    #[test]
+    fn a_doomed_transaction_aborts_at_commit_and_a_stale_doom_is_cleared() {
+        let _g = reset();
+        let table = LockTable::new();
+        let mut log = TxnLog::new(Owner(3), 16, 4);
+        log.begin().unwrap();
+        set(&mut log, 0, 8).unwrap();
+        log.defer_to_commit(Action { run: trace, a: 9, b: 9 }).unwrap();
+        log.lock(&table, LockId(1)).unwrap();
+        table.doom(Owner(3)); // a waiter gave up on LockId(1)
+        assert_eq!(log.commit(&table), Err(TxnError::Doomed));
+        assert_eq!(snapshot(), ([0; 4], vec![]), "undone, deferred action dropped");
+        assert_eq!(table.holder(LockId(1)), None, "the lock is released for the waiter");
+        assert_eq!(log.depth(), 0);
+        assert!(!table.take_doom(Owner(3)), "the doom mark was used up");
+
+        // Doomed, but the transaction aborts for another reason: the mark does not outlive it.
+        log.begin().unwrap();
+        log.lock(&table, LockId(1)).unwrap();
+        table.doom(Owner(3));
+        log.abort(&table).unwrap();
+        log.begin().unwrap();
+        log.lock(&table, LockId(2)).unwrap();
+        assert_eq!(log.commit(&table), Ok(()), "a later transaction is not hit by the old mark");
+        assert_eq!(table.holder(LockId(2)), None);
     }
 }

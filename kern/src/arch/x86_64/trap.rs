@@ -231,6 +231,9 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         return;
     }
     match frame.vector {
+        // Single-step traps of the benchmark build's instruction tracer.
+        #[cfg(feature = "bench")]
+        1 => crate::bench::on_step(frame),
         3 => {
             // `int3` leaves RIP after the instruction: returning resumes execution.
             BREAKPOINTS.fetch_add(1, Ordering::Relaxed);
