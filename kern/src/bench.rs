@@ -165,6 +165,13 @@ pub fn run() -> ! {
         let _ = txn.lock(&LOCKS, LockId(15));
         let _ = txn.commit(&LOCKS);
     });
+    if option_env!("GRAFT_BENCH_TRACE").is_some() {
+        trace("lock in a transaction", || {
+            let _ = txn.begin();
+            let _ = txn.lock(&LOCKS, LockId(15));
+            let _ = txn.commit(&LOCKS);
+        });
+    }
     row("lock acquire + release in a txn", alloc::format!("{}", lock.saturating_sub(bc)), "Lock 33 / 34 / 33 / 0");
 
     // Dispatch with no graft attached, and of an empty graft.
@@ -249,7 +256,7 @@ pub fn run() -> ! {
             let unchecked = JitCode::compile_unchecked(&v, graft_jit::Unchecked { memory: true, fuel: false });
             if let (Ok(c), Ok(u)) = (checked, unchecked) {
                 let run = |code: JitCode| {
-                    let Ok(mut inst) = code.instance(graft_ir::interp::initial_data(v.module()), pid, 0, runtime::registry()) else { return 1 };
+                    let Some(mut inst) = code.instance(graft_ir::interp::initial_data(v.module()), pid, 0, runtime::registry()) else { return 1 };
                     inst.set_limits(0, 10_000_000_000);
                     let mut buf = [0x5au8; 512];
                     let mut txn = TxnLog::new(Owner(202), 64, 8);

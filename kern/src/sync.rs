@@ -1,5 +1,9 @@
 //! Small synchronisation helpers usable from code that also builds on the host.
 
+use core::cell::UnsafeCell;
+use core::ops::{Deref, DerefMut};
+use core::sync::atomic::{AtomicU32, Ordering};
+
 /// Runs `f` with interrupts held off in the kernel (so an interrupt handler can never spin on a
 /// lock `f` holds); on the host, where there are no interrupts, just runs `f`.
 #[inline]
@@ -14,32 +18,6 @@ pub fn without_interrupts<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 
-/// Holds interrupts off until `restore_interrupts` (for hot paths where a closure is awkward);
-/// returns whether they were on. The host has no interrupts.
-#[inline]
-pub fn save_and_disable_interrupts() -> bool {
-    #[cfg(target_os = "none")]
-    {
-        crate::arch::save_and_disable_interrupts()
-    }
-    #[cfg(not(target_os = "none"))]
-    {
-        false
-    }
-}
-
-/// Turns interrupts back on if `enabled` (what `save_and_disable_interrupts` returned).
-#[inline]
-pub fn restore_interrupts(enabled: bool) {
-    #[cfg(target_os = "none")]
-    crate::arch::restore_interrupts(enabled);
-    #[cfg(not(target_os = "none"))]
-    let _ = enabled;
-}
-
-use core::cell::UnsafeCell;
-use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicU32, Ordering};
 
 /// A reader-writer lock for tables read on every graft dispatch and changed rarely. A reader
 /// enters with one atomic add and never waits for other readers (it may hold the lock for a

@@ -1,14 +1,15 @@
 //! Running grafts as machine code: the kernel side of `graft-jit`.
 //!
 //! At load, a verified module is compiled by Cranelift inside the kernel, and the code is
-//! published read-only + executable (`memory::publish_code`). A call runs on the per-CPU graft
-//! stack (guard page below, a stack limit the code checks) through `graft_jit::enter`, with a
-//! `Context` whose import table points at the kernel's callables. While it runs:
+//! published read-only + executable (`memory::publish_code`); the graft's `Instance` holds the
+//! code, its data region and a context filled once. A call runs on the per-CPU graft stack
+//! (guard page below, a stack limit the code checks) through `graft_jit::enter_on_stack`, with
+//! the instance's context, whose import table points at the kernel's callables. While it runs:
 //! - a CPU exception at a trap site of the graft's code (a check that failed) or anywhere else
 //!   in it is turned into an abort by `on_fault`, which resumes the thread at the end of
 //!   `enter` with the reason;
-//! - interrupts are enabled, and the timer's `watchdog` aborts a call that ran longer than its
-//!   wall-clock limit: at once if the graft's own code was interrupted, or, if a callable was
+//! - interrupts are enabled, and the timer's `watchdog` aborts a call that ran through more
+//!   timer ticks than its wall-clock limit allows: at once if the graft's own code was interrupted, or, if a callable was
 //!   running, as soon as it returns (the compiled code checks the abort slot after every call).
 use alloc::vec::Vec;
 use core::cell::UnsafeCell;
@@ -102,10 +103,10 @@ impl JitCode {
 
     /// An instance of the code for a graft of `owner`: its data region `data` (exactly the
     /// module's `data_size` bytes) and a context filled with everything that stays the same
-    /// from call to call. Gives the code back if the data region does not fit it.
-    pub fn instance(self, data: Vec<u8>, owner: ProcessId, memory_limit: u64, registry: &'static Registry) -> Result<Instance, JitCode> {
+    /// from call to call. `None` if the data region does not fit the code.
+    pub fn instance(self, data: Vec<u8>, owner: ProcessId, memory_limit: u64, registry: &'static Registry) -> Option<Instance> {
         if data.len() != self.compiled.data_size() as usize {
-            return Err(self);
+            return None;
         }
         let host = HostCtx { owner, memory_limit, registry, txn: core::ptr::null_mut() };
         let mut inst = Instance { ctx: Context::empty(), code: self, data, host, ticks: 0, max_ticks: u64::MAX };
@@ -114,7 +115,7 @@ impl JitCode {
         inst.ctx.functions = inst.code.functions.as_ptr();
         inst.ctx.imports = inst.code.imports;
         inst.ctx.stack_limit = inst.code.stack.0 + CALLABLE_RESERVE;
-        Ok(inst)
+        Some(inst)
     }
 }
 
@@ -245,9 +246,6 @@ pub fn call(
     inst.ticks = 0;
     let ctx = &mut inst.ctx;
     ctx.fuel = *fuel;
-    // (A watchdog tick between the end of the last call and its ACTIVE being cleared may
-    // have left a reason here.)
-    ctx.abort = 0;
     // Exactly the point's buffers: the descriptors past them stay empty from `instance`, and
     // the code never reads them (it only reaches the point's regions).
     for (desc, b) in ctx.regions.iter_mut().zip(buffers.iter_mut()) {
@@ -273,7 +271,14 @@ pub fn call(
         &mut *inst
     };
     *fuel = inst.ctx.fuel;
-    r.map(|bits| bits as i32)
+    match r {
+        Ok(bits) => Ok(bits as i32),
+        Err(reason) => {
+            // The abort slot must be clear for the next call (an import or `abort` set it).
+            inst.ctx.abort = 0;
+            Err(reason)
+        }
+    }
 }
 
 /// Whether a graft call is in progress (the scheduler must not switch threads under it).
@@ -309,6 +314,10 @@ pub fn watchdog(frame: &mut TrapFrame) {
         return;
     }
     let (ctx, code) = (&mut inst.ctx, &inst.code);
+    if ctx.recovery_rsp == 0 {
+        // Not inside the trampoline yet, or already out of it: nothing to stop.
+        return;
+    }
     if frame.rip.wrapping_sub(code.exec.base().as_u64()) < code.exec.len() as u64 {
         if let Some(r) = graft_jit::abort_redirect(ctx, AbortReason::Watchdog) {
             frame.rip = r.rip;
@@ -356,8 +365,8 @@ unsafe fn import_call(id: usize, ctx: *mut Context, args: [i64; 6]) -> i64 {
     let inst = ctx.cast::<u8>().wrapping_sub(core::mem::offset_of!(Instance, ctx)).cast::<Instance>();
     // SAFETY: only `call` runs compiled code, always with the context of an instance, which it holds (with the transaction `call` stored in it) for the whole call; the fields borrowed here are disjoint.
     let (ctx, host, txn) = unsafe {
-        let host = &*(&raw const (*inst).host);
-        (&mut *(&raw mut (*inst).ctx), host, &mut *host.txn)
+        let host = &(*inst).host;
+        (&mut (*inst).ctx, host, &mut *host.txn)
     };
     let mut call = CallCtx { owner: host.owner, txn, memory_limit: host.memory_limit };
     let Some(c): Option<&Callable> = abi::CALLABLES.get(id) else {

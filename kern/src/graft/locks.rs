@@ -92,7 +92,10 @@ impl LockTable {
 
     /// Whether `owner` was doomed; clears the mark (the caller aborts now).
     pub fn take_doom(&self, owner: Owner) -> bool {
-        self.doomed.get(owner.0 as usize).is_some_and(|d| d.swap(false, Ordering::AcqRel))
+        // A load first: the mark is almost never set.
+        self.doomed
+            .get(owner.0 as usize)
+            .is_some_and(|d| d.load(Ordering::Relaxed) && d.swap(false, Ordering::AcqRel))
     }
 
     /// Waits for `lock` on behalf of `owner`. `now` reads a clock, `wait` lets others run. After

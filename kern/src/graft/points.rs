@@ -12,8 +12,9 @@ use super::runtime::{self, Outcome};
 use super::state::ProcessId;
 use super::txn::TxnLog;
 
-fn point(name: &str) -> &'static GraftPoint {
-    abi::graft_point(name).unwrap_or_else(|| panic!("graft point {name} is missing from the ABI table"))
+/// The ABI table's row `index` (one of `abi::point::*`: a constant index into a static table).
+fn point(index: usize) -> &'static GraftPoint {
+    &abi::GRAFT_POINTS[index]
 }
 
 /// A runnable thread, as `sched.pick_next` sees it (24-byte record).
@@ -32,7 +33,7 @@ pub const PREEMPTED: u32 = 1 << 2;
 /// Whether group `group` has a `sched.pick_next` graft: the scheduler gathers the candidates'
 /// records only then (the common case of no graft stays free of allocation).
 pub fn sched_grafted(group: ProcessId) -> bool {
-    runtime::attached(point("sched.pick_next"), group).is_some()
+    runtime::attached(point(abi::point::SCHED_PICK_NEXT), group).is_some()
 }
 
 /// `sched.pick_next`: which of group `group`'s runnable threads (oldest first) runs in the
@@ -50,7 +51,7 @@ pub fn sched_pick_next(group: ProcessId, txn: &mut TxnLog, threads: &[ThreadCand
         records.extend_from_slice(&t.wakeups.to_le_bytes());
         records.extend_from_slice(&0u32.to_le_bytes());
     }
-    let p = point("sched.pick_next");
+    let p = point(abi::point::SCHED_PICK_NEXT);
     let facts = ResultFacts { candidates: n as i64, ..ResultFacts::default() };
     let (idx, outcome) = runtime::dispatch(
         p,
@@ -98,7 +99,7 @@ pub fn vm_pick_victim(pid: ProcessId, txn: &mut TxnLog, cands: &[VictimCandidate
         records.extend_from_slice(&c.age.to_le_bytes());
     }
     let default = default_victim(cands) as i32;
-    let p = point("vm.pick_victim");
+    let p = point(abi::point::VM_PICK_VICTIM);
     let facts = ResultFacts { candidates: n as i64, ..ResultFacts::default() };
     let (idx, outcome) = runtime::dispatch(
         p,
@@ -129,7 +130,7 @@ pub fn fs_compute_ra(
     let cap = out.len();
     let mut buf = alloc::vec![0u8; cap * 8];
     let next = (offset.saturating_add(len).max(0) + block_size - 1) / block_size.max(1);
-    let p = point("fs.compute_ra");
+    let p = point(abi::point::FS_COMPUTE_RA);
     let (count, outcome) = runtime::dispatch(
         p,
         pid,
@@ -161,8 +162,7 @@ pub fn fs_compute_ra(
 /// Default: leave it as it is. Valid: 0, or a negative error. On an abort the data is put back
 /// as it was before the graft touched it, so a half-transformed buffer never escapes.
 pub fn fs_filter(write: bool, pid: ProcessId, txn: &mut TxnLog, file: u64, offset: i64, buf: &mut [u8]) -> (i32, Outcome) {
-    let name = if write { "fs.write_filter" } else { "fs.read_filter" };
-    let p = point(name);
+    let p = point(if write { abi::point::FS_WRITE_FILTER } else { abi::point::FS_READ_FILTER });
     if runtime::attached(p, pid).is_none() {
         return (0, Outcome::Default);
     }

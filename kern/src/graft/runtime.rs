@@ -304,7 +304,7 @@ pub fn load(owner: ProcessId, blob: &[u8]) -> Result<GraftId, LoadError> {
     #[cfg(target_os = "none")]
     let mut inst = jit
         .instance(data, owner, limits.memory, registry())
-        .map_err(|_| LoadError::Compile("the data region does not match the compiled code".into()))?;
+        .ok_or_else(|| LoadError::Compile("the data region does not match the compiled code".into()))?;
     #[cfg(target_os = "none")]
     inst.set_limits(limits.memory, limits.wall_ns);
     let state = CallState {

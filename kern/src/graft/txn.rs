@@ -198,6 +198,8 @@ impl TxnLog {
         self.commit_outermost(table)
     }
 
+    /// Out of line: the dispatch path only reaches it when the graft deferred an action or took
+    /// a lock.
     #[cold]
     fn commit_outermost(&mut self, table: &LockTable) -> Result<(), TxnError> {
         if !self.locks.is_empty() && table.take_doom(self.owner) {
@@ -205,13 +207,15 @@ impl TxnLog {
             self.abort(table)?;
             return Err(TxnError::Doomed);
         }
-        for action in self.commit.drain(..) {
+        for action in &self.commit {
             (action.run)(action.a, action.b);
         }
+        self.commit.clear();
         self.undo.clear();
-        for lock in self.locks.drain(..) {
+        for &lock in &self.locks {
             table.release(lock, self.owner);
         }
+        self.locks.clear();
         Ok(())
     }
 

@@ -57,23 +57,6 @@ pub fn disable_interrupts() {
     interrupts::disable();
 }
 
-/// Disables interrupts and returns the state to give `restore_interrupts` (cheaper than a
-/// closure-based `without_interrupts` on hot paths that enable interrupts in between).
-#[inline]
-pub fn save_and_disable_interrupts() -> bool {
-    let enabled = interrupts::are_enabled();
-    interrupts::disable();
-    enabled
-}
-
-/// Re-enables interrupts if `enabled` (the value `save_and_disable_interrupts` returned).
-#[inline]
-pub fn restore_interrupts(enabled: bool) {
-    if enabled {
-        interrupts::enable();
-    }
-}
-
 pub fn interrupts_enabled() -> bool {
     interrupts::are_enabled()
 }
