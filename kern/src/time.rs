@@ -41,15 +41,6 @@ pub fn uptime_ns() -> u64 {
     }
 }
 
-/// `ns` nanoseconds in time-stamp-counter ticks (saturating; unbounded before the counter is
-/// calibrated). One division: meant to be computed once, not per event.
-pub fn ns_to_tsc(ns: u64) -> u64 {
-    match TSC_HZ.load(Ordering::Relaxed) {
-        0 => u64::MAX,
-        hz => (u128::from(ns) * u128::from(hz) / 1_000_000_000).min(u128::from(u64::MAX)) as u64,
-    }
-}
-
 /// `ns` nanoseconds in timer ticks, rounded up (at least 1; unbounded before the timer runs).
 pub fn ns_to_ticks(ns: u64) -> u64 {
     match HZ.load(Ordering::Relaxed) {
