@@ -39,6 +39,9 @@ pub fn init(boot_info: &'static mut bootloader_api::BootInfo) {
     log::set_max_level(cmd.log_level);
     CMDLINE.call_once(|| cmd);
 
+    crate::cpu::init();
+    install_handlers();
+
     log::info!("kernel at {:#x}, physical memory window at {:#x}", kernel_main_addr(), boot_info.physical_memory_offset.into_option().unwrap_or(0));
     let frames = memory::frame_stats();
     log::info!("memory: {} MiB usable, {} KiB used", frames.total * 4 / 1024, frames.allocated * 4);
@@ -52,6 +55,39 @@ pub fn init(boot_info: &'static mut bootloader_api::BootInfo) {
     }
 }
 
+/// Registers the kernel's handlers with `arch`, which calls them and never names what is
+/// behind them.
+fn install_handlers() {
+    arch::install_handlers(arch::Handlers {
+        timer: on_timer,
+        kernel_fault: on_kernel_fault,
+        user_fault: crate::task::on_user_fault,
+        syscall: crate::syscall::dispatch,
+        #[cfg(feature = "bench")]
+        debug_step: Some(crate::bench::on_step),
+        #[cfg(not(feature = "bench"))]
+        debug_step: None,
+    });
+}
+
+fn on_timer(frame: &mut arch::trap::TrapFrame) {
+    time::on_tick();
+    // A graft call past its time limit is stopped first; the scheduler never switches away
+    // from a graft call.
+    crate::graft::jit::watchdog(frame);
+    crate::task::on_tick();
+}
+
+/// A CPU exception in kernel mode: a fault inside graft code aborts the call; a system call's
+/// copy that touched user memory not yet backed (a not-present fault) gets the page.
+fn on_kernel_fault(frame: &mut arch::trap::TrapFrame) -> bool {
+    const NOT_PRESENT_MASK: u64 = 1;
+    crate::graft::jit::on_fault(frame)
+        || (frame.vector == 14
+            && frame.error_code & NOT_PRESENT_MASK == 0
+            && crate::task::resolve_kernel_fault(arch::page_fault_address()))
+}
+
 pub fn run() -> ! {
     #[cfg(feature = "ktest")]
     crate::ktest::run_all(cmdline().test_filter.as_deref());
@@ -63,7 +99,7 @@ pub fn run() -> ! {
     {
         let mode = cmdline().mode;
         if crate::fs::ramdisk::file("bin/init").is_some() {
-            match crate::task::spawn("bin/init", &["bin/init", mode.as_str()], None) {
+            match crate::task::spawn_init("bin/init", &["bin/init", mode.as_str()]) {
                 Ok(pid) => log::info!("started init (process {}) in {} mode", pid.0, mode.as_str()),
                 Err(e) => panic!("cannot start bin/init: {e}"),
             }

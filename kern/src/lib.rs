@@ -22,6 +22,8 @@ pub mod bench;
 #[cfg(target_os = "none")]
 pub mod console;
 #[cfg(target_os = "none")]
+pub mod cpu;
+#[cfg(target_os = "none")]
 pub mod fs;
 #[cfg(target_os = "none")]
 pub mod init;

@@ -208,7 +208,7 @@ fn lock_of(ctx: &CallCtx, h: LockHandle) -> Result<LockId, AbortReason> {
 
 fn txn_failure(e: TxnError) -> AbortReason {
     match e {
-        TxnError::LogFull | TxnError::TooDeep => AbortReason::ResourceLimit,
+        TxnError::LogFull | TxnError::TooDeep | TxnError::NoMemory => AbortReason::ResourceLimit,
         TxnError::NoTransaction => AbortReason::HostContract,
         TxnError::Doomed => AbortReason::LockTimeout,
     }

@@ -12,8 +12,8 @@
 //!   timer ticks than its wall-clock limit allows: at once if the graft's own code was interrupted, or, if a callable was
 //!   running, as soon as it returns (the compiled code checks the abort slot after every call).
 use alloc::vec::Vec;
-use core::cell::UnsafeCell;
 use core::ffi::c_void;
+use core::sync::atomic::Ordering;
 
 use graft_ir::abi::{self, Callable};
 use graft_ir::{AbortReason, Verified};
@@ -81,7 +81,7 @@ impl JitCode {
     }
 
     fn compile_with(verified: &Verified, options: &graft_jit::Options) -> Result<JitCode, CompileError> {
-        let stack = match STACK.call_once(|| memory::map_stack(GRAFT_STACK)) {
+        let stack = match crate::cpu::this().graft_stack.call_once(|| memory::map_stack(GRAFT_STACK)) {
             Ok(s) => *s,
             Err(e) => return Err(CompileError::Map(*e)),
         };
@@ -159,12 +159,12 @@ impl Instance {
 }
 
 /// Cranelift recurses deeply: compiling runs on a stack of its own (thread kernel stacks are
-/// small), with a guard page below it. The kernel does not preempt itself, so one suffices.
+/// small), with a guard page below it (`cpu::Cpu::compile_stack`). The kernel does not preempt
+/// itself, so one per CPU suffices.
 const COMPILE_STACK: u64 = 1024 * 1024;
-static COMPILE_STACK_TOP: Once<Result<u64, MapError>> = Once::new();
 
 fn compile_on_big_stack(verified: &Verified, options: &graft_jit::Options) -> Result<Compiled, CompileError> {
-    let top = match COMPILE_STACK_TOP.call_once(|| memory::map_stack(COMPILE_STACK).map(|(_, top)| top)) {
+    let top = match crate::cpu::this().compile_stack.call_once(|| memory::map_stack(COMPILE_STACK).map(|(_, top)| top)) {
         Ok(top) => *top,
         Err(e) => return Err(CompileError::Map(*e)),
     };
@@ -194,21 +194,12 @@ fn compile_on_big_stack(verified: &Verified, options: &graft_jit::Options) -> Re
 const GRAFT_STACK: u64 = 128 * 1024;
 const CALLABLE_RESERVE: u64 = 64 * 1024;
 
-static STACK: Once<Result<(u64, u64), MapError>> = Once::new();
-
-/// The instance whose call is in progress on this (only) CPU, or null. Written only with
-/// interrupts disabled; read by the fault and timer handlers, which run with interrupts
-/// disabled too.
-struct ActiveSlot(UnsafeCell<*mut Instance>);
-
-// SAFETY: one CPU; every access happens with interrupts disabled (see above).
-unsafe impl Sync for ActiveSlot {}
-
-static ACTIVE: ActiveSlot = ActiveSlot(UnsafeCell::new(core::ptr::null_mut()));
-
+/// The instance whose call is in progress on this CPU (`cpu::Cpu::graft_call`), or `None`.
+/// Written only with interrupts disabled; read by the fault and timer hooks, which run with
+/// interrupts disabled too.
+#[inline(always)]
 fn active() -> Option<*mut Instance> {
-    // SAFETY: read with interrupts disabled (all callers are interrupt handlers or run with interrupts off).
-    let a = unsafe { *ACTIVE.0.get() };
+    let a = crate::cpu::this().graft_call.load(Ordering::Relaxed);
     (!a.is_null()).then_some(a)
 }
 
@@ -254,22 +245,20 @@ pub fn call(
     let (entry, top) = (inst.code.entry, inst.code.stack.1);
     let inst: *mut Instance = inst;
     let was_enabled = crate::arch::interrupts_enabled();
-    // SAFETY: one store, which an interrupt sees either before or after; only handlers on this CPU read the slot.
-    unsafe { *ACTIVE.0.get() = inst };
+    // One store, which an interrupt sees either before or after; only this CPU's hooks read it.
+    crate::cpu::this().graft_call.store(inst, Ordering::Relaxed);
     // Interrupts on while the graft runs, so that the watchdog can stop it.
     if !was_enabled {
         crate::arch::enable_interrupts();
     }
-    // SAFETY: the code is this crate's compiled entry, published unchanged; the context was filled by `instance` for this code and for this call, with buffers and a transaction that outlive it; `args` holds the entry's arguments; the graft stack is ours alone (no graft runs nested, the kernel does not preempt itself) and its limit leaves `CALLABLE_RESERVE` for the imports; faults are recovered by `on_fault` through ACTIVE.
+    // SAFETY: the code is this crate's compiled entry, published unchanged; the context was filled by `instance` for this code and for this call, with buffers and a transaction that outlive it; `args` holds the entry's arguments; the graft stack is ours alone (no graft runs nested, the kernel does not preempt itself) and its limit leaves `CALLABLE_RESERVE` for the imports; faults are recovered by `on_fault` through the CPU's `graft_call`.
     let r = unsafe { graft_jit::enter_on_stack(entry, &raw mut (*inst).ctx, args, top) };
     if !was_enabled {
         crate::arch::disable_interrupts();
     }
-    // SAFETY: one store, as above; the call is over, so the instance is ours again.
-    let inst = unsafe {
-        *ACTIVE.0.get() = core::ptr::null_mut();
-        &mut *inst
-    };
+    crate::cpu::this().graft_call.store(core::ptr::null_mut(), Ordering::Relaxed);
+    // SAFETY: the call is over and the slot cleared, so the instance is ours alone again.
+    let inst = unsafe { &mut *inst };
     *fuel = inst.ctx.fuel;
     match r {
         Ok(bits) => Ok(bits as i32),

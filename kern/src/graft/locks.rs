@@ -6,7 +6,7 @@
 //! *doomed*: its transaction aborts (and so releases the lock) the next time it runs a check
 //! point, which for a preempted thread is when it next runs.
 use core::fmt;
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// Number of graft-reachable locks.
 pub const LOCKS: usize = 16;
@@ -130,6 +130,64 @@ impl LockTable {
     }
 }
 
+/// Lock-owner identities (the number a transaction holds locks under), handed out to threads
+/// when they are made and taken back when they are freed, so that the fixed range
+/// `1..MAX_OWNERS` serves any number of threads over the system's life.
+pub struct OwnerPool {
+    /// Bit `i` set: owner `i` is in use. Owner 0 ("nobody") is always in use.
+    used: [AtomicU64; MAX_OWNERS / 64],
+}
+
+impl OwnerPool {
+    pub const fn new() -> OwnerPool {
+        let mut used = [const { AtomicU64::new(0) }; MAX_OWNERS / 64];
+        used[0] = AtomicU64::new(1);
+        OwnerPool { used }
+    }
+
+    /// A free owner id, or `None` when all `MAX_OWNERS - 1` are in use.
+    pub fn alloc(&self) -> Option<Owner> {
+        for (w, word) in self.used.iter().enumerate() {
+            let mut cur = word.load(Ordering::Relaxed);
+            while cur != u64::MAX {
+                let bit = (!cur).trailing_zeros();
+                match word.compare_exchange_weak(cur, cur | (1 << bit), Ordering::AcqRel, Ordering::Relaxed) {
+                    Ok(_) => return Some(Owner(w as u32 * 64 + bit)),
+                    Err(now) => cur = now,
+                }
+            }
+        }
+        None
+    }
+
+    /// Gives `owner` back. The caller guarantees it holds no lock any more; a doom mark left on
+    /// it is cleared so that the next user of the id does not inherit it.
+    pub fn free(&self, owner: Owner, table: &LockTable) {
+        let i = owner.0 as usize;
+        if i == 0 || i >= MAX_OWNERS {
+            return;
+        }
+        table.take_doom(owner);
+        self.used[i / 64].fetch_and(!(1 << (i % 64)), Ordering::AcqRel);
+    }
+
+    /// Owner ids in use (owner 0 not counted).
+    pub fn in_use(&self) -> usize {
+        self.used.iter().map(|w| w.load(Ordering::Relaxed).count_ones() as usize).sum::<usize>() - 1
+    }
+}
+
+impl Default for OwnerPool {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+const _: () = assert!(MAX_OWNERS % 64 == 0);
+
+/// The owner ids of the kernel's transaction logs (one per thread, one per CPU's idle loop).
+pub static OWNERS: OwnerPool = OwnerPool::new();
+
 impl Default for LockTable {
     fn default() -> Self {
         Self::new()
@@ -171,6 +229,22 @@ mod tests {
         assert_eq!(r, Ok(()));
         assert_eq!(t.holder(LockId(3)), Some(Owner(8)));
         assert!(clock.get() >= 10, "the holder was doomed only after the timeout");
+    }
+
+    #[test]
+    fn owner_ids_are_recycled_and_a_freed_id_carries_no_doom() {
+        let pool = OwnerPool::new();
+        let table = LockTable::new();
+        let all: Vec<Owner> = core::iter::from_fn(|| pool.alloc()).collect();
+        assert_eq!(all.len(), MAX_OWNERS - 1, "every id but 0 is handed out once");
+        assert!(all.iter().all(|o| o.0 != 0));
+        assert_eq!(pool.in_use(), MAX_OWNERS - 1);
+        table.doom(Owner(77));
+        pool.free(Owner(77), &table);
+        assert_eq!(pool.alloc(), Some(Owner(77)), "a freed id is handed out again");
+        assert!(!table.take_doom(Owner(77)), "the new holder of the id is not doomed");
+        pool.free(Owner(0), &table);
+        assert_eq!(pool.alloc(), None, "owner 0 is never handed out");
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub enum TxnError {
     /// A waiter timed out on a lock the transaction held: instead of committing, it was
     /// aborted (and its locks released).
     Doomed,
+    /// No memory for a new log.
+    NoMemory,
 }
 
 impl fmt::Display for TxnError {
@@ -55,6 +57,7 @@ impl fmt::Display for TxnError {
             TxnError::NoTransaction => write!(f, "no transaction is active"),
             TxnError::LogFull => write!(f, "transaction log is full"),
             TxnError::Doomed => write!(f, "a waiter timed out on a lock the transaction held; it was aborted"),
+            TxnError::NoMemory => write!(f, "no memory for a transaction log"),
         }
     }
 }
@@ -95,6 +98,34 @@ impl TxnLog {
             locks: Vec::with_capacity(max_locks),
             frames: [Frame::default(); MAX_NESTING],
             depth: 0,
+        }
+    }
+
+    /// As `new`, but a failed allocation is an error instead of the end of the kernel (the
+    /// kernel makes one log per thread, on a system-call path).
+    pub fn try_new(owner: Owner, records: usize, max_locks: usize) -> Result<TxnLog, TxnError> {
+        fn list<T>(n: usize) -> Result<Vec<T>, TxnError> {
+            let mut v = Vec::new();
+            v.try_reserve_exact(n).map_err(|_| TxnError::NoMemory)?;
+            Ok(v)
+        }
+        Ok(TxnLog {
+            owner,
+            undo: list(records)?,
+            commit: list(records)?,
+            locks: list(max_locks)?,
+            frames: [Frame::default(); MAX_NESTING],
+            depth: 0,
+        })
+    }
+
+    /// Ends every transaction still open (outermost included) by aborting it, so that the log
+    /// holds no lock and no record: for a log about to be dropped or handed to a new thread.
+    pub fn abort_all(&mut self, table: &LockTable) {
+        while self.depth > 0 {
+            if self.abort(table).is_err() {
+                break;
+            }
         }
     }
 

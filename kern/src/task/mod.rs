@@ -22,7 +22,9 @@ use sysabi::Error;
 
 use crate::arch::{self, context, trap::TrapFrame};
 use crate::fs::ramdisk;
-use crate::graft::locks::Owner;
+use crate::cpu;
+use crate::graft::callables::LOCKS;
+use crate::graft::locks::OWNERS;
 use crate::graft::points::{self, ThreadCandidate};
 use crate::graft::runtime;
 use crate::graft::state::ProcessId;
@@ -93,6 +95,42 @@ struct Thread {
     wakeups: u32,
     woke_from_wait: bool,
     preempted: bool,
+    /// The thread's transaction: every graft point it reaches runs in it (VINO's per-thread
+    /// transactions), with the thread's own lock-owner identity.
+    txn: ThreadTxn,
+}
+
+/// A thread's transaction log, in an allocation of its own: the running thread uses it
+/// through the CPU's pointer (`cpu::with_txn`) while the task tables may be borrowed. Its
+/// lock-owner id comes from the kernel's pool and goes back to it when the thread is freed.
+struct ThreadTxn(core::ptr::NonNull<TxnLog>);
+
+// SAFETY: the log is owned by its thread; only the CPU running that thread touches it.
+unsafe impl Send for ThreadTxn {}
+
+impl ThreadTxn {
+    fn new() -> Result<ThreadTxn, Error> {
+        let owner = OWNERS.alloc().ok_or(Error::TooMany)?;
+        let log = TxnLog::try_new(owner, cpu::TXN_RECORDS, cpu::TXN_LOCKS).map_err(|_| {
+            OWNERS.free(owner, &LOCKS);
+            Error::NoMemory
+        })?;
+        let boxed = crate::memory::try_box(log).map_err(|_| {
+            OWNERS.free(owner, &LOCKS);
+            Error::NoMemory
+        })?;
+        Ok(ThreadTxn(core::ptr::NonNull::from(Box::leak(boxed))))
+    }
+}
+
+impl Drop for ThreadTxn {
+    fn drop(&mut self) {
+        // SAFETY: made by `Box::leak` in `new`; the thread is gone (reaped only once no CPU runs it), so nothing else refers to the log.
+        let mut log = unsafe { Box::from_raw(self.0.as_ptr()) };
+        // A thread never ends inside a graft call; if it somehow did, release what it holds.
+        log.abort_all(&LOCKS);
+        OWNERS.free(log.owner(), &LOCKS);
+    }
 }
 
 impl Thread {
@@ -108,6 +146,9 @@ struct Process {
     threads: Vec<Tid>,
     exit_code: Option<i32>,
     next_map: u64,
+    /// Ranges `[start, end)` that `map` gave the process: backed page by page on first touch
+    /// (demand-zero), by the user-fault handler.
+    lazy: Vec<(u64, u64)>,
 }
 
 struct Tasks {
@@ -127,8 +168,6 @@ struct Tasks {
     slice_left: u64,
     console_in: VecDeque<u8>,
     init: Option<ProcessId>,
-    /// The transaction of grafts run by the scheduler itself.
-    sched_txn: Option<TxnLog>,
 }
 
 static TASKS: Mutex<Tasks> = Mutex::new(Tasks {
@@ -145,16 +184,14 @@ static TASKS: Mutex<Tasks> = Mutex::new(Tasks {
     slice_left: SLICE_TICKS,
     console_in: VecDeque::new(),
     init: None,
-    sched_txn: None,
 });
 
-fn tasks() -> spin::MutexGuard<'static, Tasks> {
+type TasksGuard = spin::MutexGuard<'static, Tasks>;
+
+fn tasks() -> TasksGuard {
     debug_assert!(!arch::interrupts_enabled());
     TASKS.lock()
 }
-
-/// Owner id the scheduler's graft transactions use for locks.
-const SCHED_OWNER: Owner = Owner(255);
 
 /// The running thread and its process (`None` in the idle loop).
 pub fn current() -> Option<(Tid, ProcessId)> {
@@ -194,6 +231,7 @@ impl Tasks {
         if self.threads.len() >= MAX_THREADS {
             return Err(Error::TooMany);
         }
+        let txn = ThreadTxn::new()?;
         let tid = Tid(self.next_tid);
         self.next_tid += 1;
         let mut th = Box::new(Thread {
@@ -207,6 +245,7 @@ impl Tasks {
             wakeups: 0,
             woke_from_wait: false,
             preempted: false,
+            txn,
         });
         // SAFETY: the stack was just allocated for this thread and lives as long as it does.
         th.rsp = unsafe { context::prepare_user_stack(th.stack_top(), frame) };
@@ -218,49 +257,55 @@ impl Tasks {
         Ok(tid)
     }
 
-    /// Chooses the next thread: the next group in turn, and within it `sched.pick_next`.
-    fn pick_next(&mut self) -> Tid {
-        for _ in 0..self.turns.len() {
-            let Some(pid) = self.turns.pop_front() else { break };
-            let queue_len = self.queues.get(&pid).map_or(0, VecDeque::len);
-            if queue_len == 0 {
-                self.queues.remove(&pid);
-                continue;
-            }
-            self.turns.push_back(pid);
-            let idx = self.pick_in_group(pid);
-            let queue = self.queues.get_mut(&pid).expect("queue checked above");
-            let tid = queue.remove(idx).unwrap_or(IDLE);
-            if queue.is_empty() {
-                self.queues.remove(&pid);
-                self.turns.retain(|&g| g != pid);
-            }
-            return tid;
-        }
-        IDLE
+    /// The records `sched.pick_next` sees of group `pid`'s runnable threads, oldest first;
+    /// `None` if there is no memory for them (the default then chooses).
+    fn candidates(&self, pid: ProcessId) -> Option<Vec<ThreadCandidate>> {
+        let queue = self.queues.get(&pid)?;
+        let mut out = Vec::new();
+        out.try_reserve_exact(queue.len()).ok()?;
+        out.extend(queue.iter().filter_map(|tid| self.threads.get(tid)).map(|th| ThreadCandidate {
+            tid: th.tid.0,
+            flags: if th.woke_from_wait { points::WOKE_FROM_WAIT } else { 0 }
+                | if th.preempted { points::PREEMPTED } else { 0 },
+            runtime_ns: th.runtime_ticks * 1_000_000_000 / u64::from(crate::init::TICK_HZ),
+            wakeups: th.wakeups,
+        }));
+        Some(out)
     }
+}
 
-    /// Index in group `pid`'s queue of the thread to run: the graft point `sched.pick_next`.
-    fn pick_in_group(&mut self, pid: ProcessId) -> usize {
-        if self.queues[&pid].len() <= 1 || !points::sched_grafted(pid) {
-            return 0;
+/// Chooses the next thread: the next group in turn, and within it `sched.pick_next`. The
+/// graft runs with the task tables unlocked (the candidates are copied out first) in the
+/// running thread's transaction; its answer is then checked against the tables as they are.
+fn pick_next(mut t: TasksGuard) -> (TasksGuard, Tid) {
+    for _ in 0..t.turns.len() {
+        let Some(pid) = t.turns.pop_front() else { break };
+        let queue_len = t.queues.get(&pid).map_or(0, VecDeque::len);
+        if queue_len == 0 {
+            t.queues.remove(&pid);
+            continue;
         }
-        let candidates: Vec<ThreadCandidate> = self.queues[&pid]
-            .iter()
-            .map(|tid| {
-                let th = &self.threads[tid];
-                ThreadCandidate {
-                    tid: th.tid.0,
-                    flags: if th.woke_from_wait { points::WOKE_FROM_WAIT } else { 0 }
-                        | if th.preempted { points::PREEMPTED } else { 0 },
-                    runtime_ns: th.runtime_ticks * 1_000_000_000 / u64::from(crate::init::TICK_HZ),
-                    wakeups: th.wakeups,
-                }
-            })
-            .collect();
-        let txn = self.sched_txn.get_or_insert_with(|| TxnLog::new(SCHED_OWNER, 256, 16));
-        points::sched_pick_next(pid, txn, &candidates).0
+        t.turns.push_back(pid);
+        let mut chosen = None;
+        if queue_len > 1 && points::sched_grafted(pid) {
+            if let Some(candidates) = t.candidates(pid) {
+                drop(t);
+                let pick = cpu::with_txn(|txn| txn.map(|txn| points::sched_pick_next(pid, txn, &candidates).0));
+                t = tasks();
+                chosen = pick.and_then(|i| candidates.get(i)).map(|c| Tid(c.tid));
+            }
+        }
+        let Some(queue) = t.queues.get_mut(&pid) else { continue };
+        // The graft's choice if that thread is still waiting in the group, else the head.
+        let idx = chosen.and_then(|tid| queue.iter().position(|&q| q == tid)).unwrap_or(0);
+        let Some(tid) = queue.remove(idx) else { continue };
+        if queue.is_empty() {
+            t.queues.remove(&pid);
+            t.turns.retain(|&g| g != pid);
+        }
+        return (t, tid);
     }
+    (t, IDLE)
 }
 
 /// Frees threads and address spaces that died, now that the CPU is off them.
@@ -289,7 +334,7 @@ pub fn schedule() {
                 t.make_runnable(cur);
             }
         }
-        let next = t.pick_next();
+        let (mut t, next) = pick_next(t);
         t.slice_left = SLICE_TICKS;
         if let Some(th) = t.threads.get_mut(&next) {
             th.state = State::Running;
@@ -300,16 +345,22 @@ pub fn schedule() {
         if next == cur {
             return;
         }
-        // Address space and kernel stack of the next thread.
+        // Address space, kernel stack and transaction of the next thread.
         match t.threads.get(&next) {
             Some(th) => {
                 let top = th.stack_top();
-                arch::syscall::set_kernel_stack(top);
+                arch::set_kernel_stack(top);
                 if let Some(space) = t.procs.get(&th.pid).and_then(|p| p.space.as_ref()) {
                     space.activate();
                 }
+                // SAFETY: the log lives as long as the thread, which is reaped only once no CPU runs it; until the next switch only this CPU, running that thread, uses it.
+                unsafe { cpu::this().set_txn(Some(th.txn.0.as_ptr())) };
             }
-            None => space::activate_kernel_space(),
+            None => {
+                space::activate_kernel_space();
+                // SAFETY: the idle loop's log lives forever and only this CPU's idle loop uses it.
+                unsafe { cpu::this().set_txn(None) };
+            }
         }
         let save: *mut u64 = match t.threads.get_mut(&cur) {
             Some(th) => &mut th.rsp,
@@ -470,17 +521,46 @@ pub fn spawn(path: &str, args: &[&str], parent: Option<ProcessId>) -> Result<Pro
                 threads: Vec::new(),
                 exit_code: None,
                 next_map: MAP_BASE,
+                lazy: Vec::new(),
             },
         );
         if let Err(e) = t.new_thread(pid, &frame) {
             t.procs.remove(&pid);
             return Err(e);
         }
-        if t.init.is_none() {
-            t.init = Some(pid);
-        }
         Ok(pid)
     })
+}
+
+/// Starts the first process, `init`: when it exits, the machine powers off with its verdict.
+pub fn spawn_init(path: &str, args: &[&str]) -> Result<ProcessId, Error> {
+    let pid = spawn(path, args, None)?;
+    arch::without_interrupts(|| tasks().init = Some(pid));
+    Ok(pid)
+}
+
+/// Runs threads until process `pid` (started by the kernel itself, with no parent) exits;
+/// returns its exit code and forgets it. For the kernel's own use from the boot context (tests).
+pub fn run_to_exit(pid: ProcessId) -> Option<i32> {
+    loop {
+        let done = arch::without_interrupts(|| {
+            let mut t = tasks();
+            match t.procs.get(&pid) {
+                None => Some(None),
+                Some(p) if p.exit_code.is_some() => {
+                    let code = p.exit_code;
+                    t.procs.remove(&pid);
+                    Some(code)
+                }
+                Some(_) => None,
+            }
+        });
+        if let Some(code) = done {
+            return code;
+        }
+        arch::without_interrupts(schedule);
+        arch::wait_for_interrupt();
+    }
 }
 
 /// Writes the argument strings and their (ptr, len) array below `top`; returns the initial
@@ -521,7 +601,7 @@ pub fn spawn_thread(entry: u64, stack_top: u64, arg: u64) -> Result<Tid, Error> 
     t.new_thread(pid, &TrapFrame::new_user(entry, stack_top & !0xf, arg, 0))
 }
 
-/// Maps `len` bytes of fresh memory into the current process.
+/// Gives the current process `len` bytes of fresh memory, backed on first touch.
 pub fn map_memory(len: u64) -> Result<u64, Error> {
     if len == 0 || len > 1 << 32 {
         return Err(Error::InvalidArgument);
@@ -538,15 +618,8 @@ pub fn map_memory(len: u64) -> Result<u64, Error> {
     if base + pages * PAGE_SIZE > MAP_END {
         return Err(Error::NoMemory);
     }
-    let space = p.space.as_mut().ok_or(Error::NoSuchProcess)?;
-    for i in 0..pages {
-        if space.map_page(base + i * PAGE_SIZE, UserRights { write: true, exec: false }).is_err() {
-            for j in 0..i {
-                space.unmap_page(base + j * PAGE_SIZE);
-            }
-            return Err(Error::NoMemory);
-        }
-    }
+    p.lazy.try_reserve(1).map_err(|_| Error::NoMemory)?;
+    p.lazy.push((base, base + pages * PAGE_SIZE));
     // One unmapped guard page after each mapping.
     p.next_map = base + (pages + 1) * PAGE_SIZE;
     Ok(base)
@@ -559,12 +632,94 @@ pub fn unmap_memory(addr: u64, len: u64) -> Result<(), Error> {
     let mut t = tasks();
     let cur = t.current;
     let pid = t.threads.get(&cur).map(|th| th.pid).ok_or(Error::NoSuchProcess)?;
-    let space = t.procs.get_mut(&pid).and_then(|p| p.space.as_mut()).ok_or(Error::NoSuchProcess)?;
-    let pages = len.div_ceil(PAGE_SIZE);
-    for i in 0..pages {
-        space.unmap_page(addr + i * PAGE_SIZE);
+    let p = t.procs.get_mut(&pid).ok_or(Error::NoSuchProcess)?;
+    let end = addr + len.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+    // The ranges minus [addr, end): a range split in two needs one more entry.
+    p.lazy.try_reserve(1).map_err(|_| Error::NoMemory)?;
+    let mut i = 0;
+    while i < p.lazy.len() {
+        let (s, e) = p.lazy[i];
+        if e <= addr || s >= end {
+            i += 1;
+            continue;
+        }
+        p.lazy.swap_remove(i);
+        if s < addr {
+            p.lazy.push((s, addr));
+        }
+        if e > end {
+            p.lazy.push((end, e));
+        }
+    }
+    let space = p.space.as_mut().ok_or(Error::NoSuchProcess)?;
+    let mut page = addr;
+    while page < end {
+        space.unmap_page(page);
+        page += PAGE_SIZE;
     }
     Ok(())
+}
+
+/// Why a user page fault could not be resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FaultError {
+    /// Not inside memory the process was given.
+    Unmapped,
+    /// No frame left for the page (beyond the kernel's reserve).
+    NoMemory,
+}
+
+/// Backs the page at `addr` of the current process if it lies in memory `map` gave it.
+fn resolve_fault(addr: u64) -> Result<(), FaultError> {
+    resolve_fault_in(&mut tasks(), addr)
+}
+
+/// A kernel access to user memory (a system call's copy) faulted at `addr`: backs the page if
+/// it is memory the process was given, so the copy can go on; false otherwise (the copy's
+/// fix-up then reports a bad address). Never waits for the task tables: if they are held, the
+/// fault cannot be one this resolves.
+pub fn resolve_kernel_fault(addr: u64) -> bool {
+    if !(sysabi::USER_START..sysabi::USER_END).contains(&addr) {
+        return false;
+    }
+    match TASKS.try_lock() {
+        Some(mut t) => resolve_fault_in(&mut t, addr).is_ok(),
+        None => false,
+    }
+}
+
+fn resolve_fault_in(t: &mut Tasks, addr: u64) -> Result<(), FaultError> {
+    let page = addr & !(PAGE_SIZE - 1);
+    let cur = t.current;
+    let pid = t.threads.get(&cur).map(|th| th.pid).ok_or(FaultError::Unmapped)?;
+    let p = t.procs.get_mut(&pid).ok_or(FaultError::Unmapped)?;
+    if !p.lazy.iter().any(|&(s, e)| (s..e).contains(&page)) {
+        return Err(FaultError::Unmapped);
+    }
+    if !user_frames_available(1) {
+        return Err(FaultError::NoMemory);
+    }
+    let space = p.space.as_mut().ok_or(FaultError::Unmapped)?;
+    if space.is_mapped(page) {
+        // Another thread of the process backed it first.
+        return Ok(());
+    }
+    space.map_page(page, UserRights { write: true, exec: false }).map(|_| ()).map_err(|_| FaultError::NoMemory)
+}
+
+/// The user-fault handler (registered with `arch`): runs on the faulting thread's kernel stack,
+/// so it may block. A fault on memory the process was given backs it and resumes the thread;
+/// anything else ends the process.
+pub fn on_user_fault(frame: &mut TrapFrame, fault: arch::UserFault) {
+    match fault {
+        arch::UserFault::Page { addr, present: false, fetch: false, .. } => match resolve_fault(addr) {
+            Ok(()) => {}
+            Err(FaultError::NoMemory) => user_fault(frame, "out of memory backing a page", Some(addr)),
+            Err(FaultError::Unmapped) => user_fault(frame, "page fault", Some(addr)),
+        },
+        arch::UserFault::Page { addr, .. } => user_fault(frame, "page fault", Some(addr)),
+        arch::UserFault::Exception { name, .. } => user_fault(frame, name, None),
+    }
 }
 
 /// Whether `pid` is `parent`'s child.
@@ -700,5 +855,57 @@ pub fn idle() -> ! {
     loop {
         arch::without_interrupts(schedule);
         arch::wait_for_interrupt();
+    }
+}
+
+#[cfg(feature = "ktest")]
+mod ktests {
+    use core::sync::atomic::{AtomicU64, Ordering};
+
+    use crate::arch::{self, trap::TrapFrame};
+    use crate::{check, check_eq, ktest};
+
+    static SLOW_FAULTS: AtomicU64 = AtomicU64::new(0);
+    const FAULT_SLEEP_MS: u64 = 20;
+
+    /// The kernel's user-fault handler, made to sleep first: what a fault that waits for the
+    /// disk (swap-in) does.
+    fn sleeping_fault_handler(frame: &mut TrapFrame, fault: arch::UserFault) {
+        if matches!(fault, arch::UserFault::Page { .. }) {
+            SLOW_FAULTS.fetch_add(1, Ordering::Relaxed);
+            super::sleep_ms(FAULT_SLEEP_MS);
+        }
+        super::on_user_fault(frame, fault);
+    }
+
+    ktest! {
+        fn a_user_page_fault_may_block_and_then_resume_the_user() -> TestResult {
+            const PAGES: u64 = 8;
+            SLOW_FAULTS.store(0, Ordering::Relaxed);
+            let previous = arch::hooks::replace_user_fault(sleeping_fault_handler);
+            let start = crate::time::uptime_ns();
+            let spawned = super::spawn("bin/memtouch", &["bin/memtouch", "8"], None);
+            let code = spawned.ok().and_then(super::run_to_exit);
+            arch::hooks::replace_user_fault(previous);
+            let elapsed = crate::time::uptime_ns() - start;
+            let faults = SLOW_FAULTS.load(Ordering::Relaxed);
+            check!(spawned.is_ok(), "spawn bin/memtouch: {spawned:?}");
+            // memtouch exits 0 only if every byte it wrote to its pages came back.
+            check_eq!(code, Some(0));
+            check!(faults >= PAGES, "{faults} page faults for {PAGES} demand-zero pages");
+            check!(elapsed >= faults * FAULT_SLEEP_MS * 1_000_000, "{faults} sleeping faults took only {elapsed} ns");
+            Ok(())
+        }
+
+        fn timer_ticks_advance() -> TestResult {
+            check!(arch::interrupts_enabled());
+            let start = crate::time::ticks();
+            for _ in 0..5 {
+                arch::wait_for_interrupt();
+            }
+            check!(crate::time::ticks() > start, "no timer tick after 5 halts");
+            check!(crate::time::uptime_ms() > 0);
+            Ok(())
+        }
     }
 }

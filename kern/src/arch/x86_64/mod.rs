@@ -2,9 +2,11 @@
 //! configuration device and its exit port.
 pub mod apic;
 pub mod context;
+pub mod cpu;
 pub mod fixup;
 pub mod fwcfg;
 pub mod gdt;
+pub mod hooks;
 pub mod serial;
 pub mod syscall;
 pub mod trap;
@@ -12,7 +14,9 @@ pub mod trap;
 use ::x86_64::instructions::{interrupts, port::Port};
 use ::x86_64::registers::control::{Cr0, Cr0Flags, Cr4, Cr4Flags};
 
+pub use cpu::{CpuArch, set_kernel_stack};
 pub use fixup::{MemoryFault, copy_checked, probe_read_u64};
+pub use hooks::{Handlers, UserFault, install_handlers};
 
 /// First stage, before memory management: console, segments, traps, SSE.
 pub fn init_early() {
@@ -59,6 +63,11 @@ pub fn disable_interrupts() {
 
 pub fn interrupts_enabled() -> bool {
     interrupts::are_enabled()
+}
+
+/// The address the last page fault on this CPU was about (CR2).
+pub fn page_fault_address() -> u64 {
+    ::x86_64::registers::control::Cr2::read_raw()
 }
 
 /// Waits for the next interrupt.

@@ -3,7 +3,7 @@
 //! On entry the CPU leaves the user RIP in RCX and RFLAGS in R11, masks interrupts (SFMASK), and
 //! does not switch stacks: the entry stub saves the user stack pointer, loads the running
 //! thread's kernel stack top, and builds a `SyscallFrame` there for `syscall_dispatch`. The exit
-//! restores it and returns with `sysretq`. One CPU: the scratch slots are plain statics.
+//! restores it and returns with `sysretq`. The stack slots are this CPU's (`cpu::CpuArch`).
 use core::arch::global_asm;
 
 use ::x86_64::VirtAddr;
@@ -36,19 +36,14 @@ pub struct SyscallFrame {
     pub rsp: u64,
 }
 
-#[unsafe(no_mangle)]
-static mut SYSCALL_USER_RSP: u64 = 0;
-#[unsafe(no_mangle)]
-static mut SYSCALL_KERNEL_RSP: u64 = 0;
-
 global_asm!(
     r#"
     .section .text.syscall_entry, "ax"
     .global syscall_entry
 syscall_entry:
-    movq %rsp, SYSCALL_USER_RSP(%rip)
-    movq SYSCALL_KERNEL_RSP(%rip), %rsp
-    pushq SYSCALL_USER_RSP(%rip)
+    movq %rsp, {cpu}+{user_rsp}(%rip)
+    movq {cpu}+{kernel_rsp}(%rip), %rsp
+    pushq {cpu}+{user_rsp}(%rip)
     pushq %r11
     pushq %rcx
     pushq %r15
@@ -86,6 +81,9 @@ syscall_entry:
     sysretq
     .text
 "#,
+    cpu = sym super::cpu::CPU0,
+    user_rsp = const core::mem::offset_of!(super::cpu::CpuArch, syscall_user_rsp),
+    kernel_rsp = const core::mem::offset_of!(super::cpu::CpuArch, syscall_kernel_rsp),
     options(att_syntax)
 );
 
@@ -95,7 +93,7 @@ unsafe extern "C" {
 
 #[unsafe(no_mangle)]
 extern "C" fn syscall_dispatch(frame: &mut SyscallFrame) {
-    crate::syscall::dispatch(frame);
+    (super::hooks::handlers().syscall)(frame);
 }
 
 /// Enables `syscall`/`sysret` and points them at the entry stub.
@@ -110,11 +108,4 @@ pub fn init() {
         SFMask::write(RFlags::INTERRUPT_FLAG | RFlags::TRAP_FLAG | RFlags::DIRECTION_FLAG | RFlags::ALIGNMENT_CHECK);
         Efer::update(|f| f.insert(EferFlags::SYSTEM_CALL_EXTENSIONS));
     }
-}
-
-/// Sets the kernel stack used by the next system call and interrupt from user mode.
-pub fn set_kernel_stack(top: u64) {
-    // SAFETY: single CPU, called with interrupts disabled, never during a system call's entry stub (which runs with interrupts masked and reads it once).
-    unsafe { *core::ptr::addr_of_mut!(SYSCALL_KERNEL_RSP) = top };
-    gdt::set_kernel_stack(top);
 }
