@@ -306,7 +306,10 @@ impl<B: BlockAccess> Ext2<B> {
     fn new_inode(&mut self, parent: Ino, kind_mode: u16, permissions: u16) -> Result<(Ino, Inode)> {
         let is_dir = kind_mode == mode::DIRECTORY;
         let ino = self.alloc_inode(self.group_of_inode(parent), is_dir)?;
-        let extra = if self.sb.want_extra_isize != 0 { self.sb.want_extra_isize } else { 32 };
+        let room = self.sb.inode_size.saturating_sub(128);
+        let want = self.sb.want_extra_isize;
+        // 32 bytes is what mke2fs gives its own inodes; a corrupt wish is not followed.
+        let extra = if want != 0 && want <= room && want % 4 == 0 { want } else { 32.min(room) };
         let inode = Inode::new(usize::from(self.sb.inode_size), kind_mode | (permissions & 0o7777), extra, self.now);
         Ok((ino, inode))
     }

@@ -593,7 +593,7 @@ impl<B: BlockAccess> Ext2<B> {
             }
             let bitmap_block = u64::from(self.groups[gi].inode_bitmap);
             self.dev.read_at(bitmap_block, 0, &mut bitmap)?;
-            let in_group = per_group.min(self.sb.inodes_count - g * per_group) as usize;
+            let in_group = per_group.min(self.sb.inodes_count.saturating_sub(g * per_group)) as usize;
             // Reserved inodes (below first_ino) are never handed out even if their bits are clear.
             let first_usable = if g == 0 { (self.sb.first_ino - 1) as usize } else { 0 };
             let Some(bit) = find_clear_bit(&bitmap, first_usable, in_group) else {
