@@ -115,3 +115,231 @@ fn basic_operations_2k() {
 fn basic_operations_4k() {
     basic_operations(4096);
 }
+
+/// Writes files that end just past each indirect boundary, reads them back, truncates them
+/// across the boundaries, and checks the image.
+fn indirect_boundaries(block_size: u32, image_kib: u64, block_counts: &[u64]) {
+    let image = make_image(block_size, image_kib, &[], &[]);
+    let mut fs = mount_with(image, 1024, 0).unwrap();
+    let bs = u64::from(block_size);
+    let mut expected = Vec::new();
+    for (i, &blocks) in block_counts.iter().enumerate() {
+        // One partial block past the boundary, so the last block is a fresh partial write.
+        let len = (blocks * bs + 100) as usize;
+        let data = pattern(len, 100 + i as u64);
+        let path = format!("/f{i}");
+        let ino = fs.create_path(&path, 0o644).unwrap();
+        // In uneven chunks, so that writes straddle blocks.
+        let mut off = 0;
+        while off < len {
+            let n = (len - off).min(1_000_003);
+            fs.write(ino, off as u64, &data[off..off + n]).unwrap();
+            off += n;
+        }
+        assert_eq!(read_all(&mut fs, ino), data);
+        // Every file block is mapped, and distinct blocks back distinct file blocks.
+        let last = fs.block_map(ino, blocks).unwrap();
+        assert!(last.is_some());
+        assert_eq!(fs.block_map(ino, blocks + 1).unwrap(), None);
+        expected.push((path, ino, data));
+    }
+    let image = unmount(fs);
+    fsck(&image);
+    for (path, _, data) in &expected {
+        assert!(debugfs_cat(&image, path) == *data, "{path} differs under debugfs");
+    }
+
+    // Shrink each file to just below its boundary and to nothing: indirect blocks are freed.
+    let mut fs = mount_with(image, 1024, 0).unwrap();
+    let free_at_start = fs.stats().free_blocks;
+    for (_, ino, data) in &mut expected {
+        let keep = (data.len() as u64 / bs - 1) * bs - 10;
+        fs.truncate(*ino, keep).unwrap();
+        data.truncate(keep as usize);
+        assert_eq!(read_all(&mut fs, *ino), *data);
+    }
+    assert!(fs.stats().free_blocks > free_at_start);
+    let image = unmount(fs);
+    fsck(&image);
+    for (path, _, data) in &expected {
+        assert!(debugfs_cat(&image, path) == *data, "{path} differs after truncate");
+    }
+    let mut fs = mount(image);
+    let free_blocks_of_empty_fs = {
+        let empty = make_image(block_size, image_kib, &[], &[]);
+        mount(empty).stats().free_blocks
+    };
+    for (path, ino, _) in &expected {
+        fs.truncate(*ino, 0).unwrap();
+        assert_eq!(fs.stat(*ino).unwrap().blocks_512, 0);
+        fs.unlink_path(path).unwrap();
+    }
+    assert_eq!(fs.stats().free_blocks, free_blocks_of_empty_fs);
+    fsck(&unmount(fs));
+}
+
+#[test]
+fn indirect_boundaries_1k_up_to_triple() {
+    // 12 direct, 256 single, 65536 double: the last file (64.3 MiB) reaches the triple
+    // indirect block.
+    indirect_boundaries(1024, 72 * 1024, &[12, 12 + 256, 12 + 256 + 65536]);
+}
+
+#[test]
+fn indirect_boundaries_4k() {
+    indirect_boundaries(4096, 16 * 1024, &[12, 12 + 1024]);
+}
+
+#[test]
+fn a_64_mib_file_4k() {
+    let image = make_image(4096, 80 * 1024, &[], &[]);
+    let mut fs = mount_with(image, 256, 2).unwrap();
+    let data = pattern(64 << 20, 64);
+    let ino = fs.create_path("/big", 0o644).unwrap();
+    fs.write(ino, 0, &data).unwrap();
+    assert_eq!(fs.stat(ino).unwrap().size, 64 << 20);
+    let image = unmount(fs);
+    fsck(&image);
+    assert!(debugfs_cat(&image, "/big") == data);
+}
+
+#[test]
+fn many_files_in_one_directory() {
+    let image = make_image(1024, 4 * 1024, &[("dir/", vec![])], &[]);
+    let mut fs = mount(image);
+    let dir = fs.lookup("/dir").unwrap();
+    let count = 400;
+    for i in 0..count {
+        let name = format!("file-with-a-longish-name-{i:04}");
+        let ino = fs.create(dir, name.as_bytes(), 0o644).unwrap();
+        fs.write(ino, 0, name.as_bytes()).unwrap();
+    }
+    // 400 entries of 36 bytes: many blocks.
+    assert!(fs.stat(dir).unwrap().size >= 14 * 1024);
+    assert_eq!(fs.readdir(dir).unwrap().len(), count + 2);
+    // Remove every other one; the freed records are reused by new names.
+    for i in (0..count).step_by(2) {
+        fs.unlink(dir, format!("file-with-a-longish-name-{i:04}").as_bytes()).unwrap();
+    }
+    let size_before = fs.stat(dir).unwrap().size;
+    for i in 0..50 {
+        fs.create(dir, format!("again-{i}").as_bytes(), 0o644).unwrap();
+    }
+    assert_eq!(fs.stat(dir).unwrap().size, size_before);
+    let listed = fs.readdir(dir).unwrap();
+    assert_eq!(listed.len(), count / 2 + 50 + 2);
+    assert!(listed.iter().all(|e| e.kind == FileKind::Regular || e.name_str().starts_with('.')));
+    let image = unmount(fs);
+    fsck(&image);
+    assert_eq!(debugfs_cat(&image, "/dir/file-with-a-longish-name-0399"), b"file-with-a-longish-name-0399");
+    let listing = String::from_utf8(debugfs(&image, "ls -l /dir")).unwrap();
+    assert!(listing.contains("again-49") && !listing.contains("name-0398"));
+}
+
+#[test]
+fn names_are_checked() {
+    let mut fs = mount(make_image(1024, 1024, &[], &[]));
+    let long = "x".repeat(256);
+    assert_eq!(fs.create(ROOT_INODE, long.as_bytes(), 0o644), Err(Error::NameTooLong));
+    assert!(fs.create(ROOT_INODE, "y".repeat(255).as_bytes(), 0o644).is_ok());
+    assert!(matches!(fs.create(ROOT_INODE, b"a/b", 0o644), Err(Error::InvalidArgument { .. })));
+    assert!(matches!(fs.mkdir(ROOT_INODE, b"..", 0o755), Err(Error::InvalidArgument { .. })));
+    assert!(matches!(fs.rmdir(ROOT_INODE, b".", ), Err(Error::InvalidArgument { .. })));
+    fsck(&unmount(fs));
+}
+
+#[test]
+fn disk_full_gives_no_space_and_changes_nothing() {
+    let keep = pattern(5000, 5);
+    let image = make_image(1024, 1024, &[("keep.bin", keep.clone())], &[]);
+    let mut fs = mount(image);
+    let ino = fs.create_path("/filler", 0o644).unwrap();
+    let chunk = pattern(64 * 1024, 6);
+    let mut written = Vec::new();
+    let err = loop {
+        match fs.write(ino, written.len() as u64, &chunk) {
+            Ok(n) => written.extend_from_slice(&chunk[..n]),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(err, Error::NoSpace);
+    let stats = fs.stats();
+    let stat = fs.stat(ino).unwrap();
+    // A smaller write still fits, then the disk is exactly full.
+    assert!(stats.free_blocks < 64);
+    let rest = stats.free_blocks as usize;
+    let fill = pattern(rest * 1024, 8);
+    let mut filled = false;
+    for len in (1..=fill.len()).rev().step_by(1024) {
+        if fs.write(ino, written.len() as u64, &fill[..len]).is_ok() {
+            written.extend_from_slice(&fill[..len]);
+            filled = true;
+            break;
+        }
+    }
+    assert!(filled || rest == 0, "a write of the remaining space should fit");
+    let stats = fs.stats();
+    let stat = if filled { fs.stat(ino).unwrap() } else { stat };
+    // Everything that needs a block now fails, and changes nothing.
+    assert_eq!(fs.write(ino, stat.size + 10 * 1024, b"more"), Err(Error::NoSpace));
+    assert_eq!(fs.stats(), stats);
+    assert_eq!(fs.stat(ino).unwrap(), stat);
+    let _ = fs.mkdir_path("/d", 0o755).map(|_| ()).map_err(|e| assert_eq!(e, Error::NoSpace));
+    assert_eq!(read_all(&mut fs, ino), written);
+    let image = unmount(fs);
+    fsck(&image);
+    assert!(debugfs_cat(&image, "/filler") == written);
+    assert_eq!(debugfs_cat(&image, "/keep.bin"), keep);
+}
+
+#[test]
+fn unsupported_features_refuse_or_mount_read_only() {
+    // ext4's extents are an incompatible feature: the mount is refused by name.
+    let image = make_image(1024, 2048, &[], &["-O", "extent"]);
+    assert!(matches!(mount_with(image, 64, 0), Err(Error::IncompatibleFeatures { flags }) if flags & 0x40 != 0));
+
+    // An unknown read-only-compatible feature: reads work, writes are refused.
+    let mut image = make_image(1024, 2048, &[("a", b"abc".to_vec())], &[]);
+    let ro_compat = 1024 + 100;
+    image[ro_compat + 1] |= 0x40; // bit 14: not one this crate knows
+    let mut fs = mount_with(image, 64, 0).unwrap();
+    assert!(fs.is_read_only());
+    let a = fs.lookup("/a").unwrap();
+    assert_eq!(read_all(&mut fs, a), b"abc");
+    assert_eq!(fs.write(a, 0, b"x"), Err(Error::ReadOnly));
+    assert_eq!(fs.create_path("/b", 0o644), Err(Error::ReadOnly));
+    assert_eq!(fs.unlink_path("/a"), Err(Error::ReadOnly));
+}
+
+#[test]
+fn large_sparse_file_past_4_gib() {
+    let image = make_image(4096, 8 * 1024, &[], &[]);
+    let mut fs = mount(image);
+    let ino = fs.create_path("/sparse", 0o644).unwrap();
+    let offset = (5u64 << 30) + 123;
+    fs.write(ino, offset, b"far away").unwrap();
+    fs.write(ino, 0, b"near").unwrap();
+    let st = fs.stat(ino).unwrap();
+    assert_eq!(st.size, offset + 8);
+    // 5 GiB / 4 KiB is past 12 + 1024 + 1024^2 blocks: two data blocks plus the triple-indirect
+    // chain (three blocks), 8 sectors each.
+    assert_eq!(st.blocks_512, 5 * 8);
+    let mut buf = [1u8; 16];
+    assert_eq!(fs.read(ino, offset - 8, &mut buf).unwrap(), 16);
+    assert_eq!(&buf, b"\0\0\0\0\0\0\0\0far away");
+    assert_eq!(fs.block_map(ino, 1).unwrap(), None);
+    let image = unmount(fs);
+    fsck(&image);
+    let stat = String::from_utf8(debugfs(&image, "stat /sparse")).unwrap();
+    assert!(stat.contains(&format!("Size: {}", offset + 8)), "{stat}");
+}
+
+#[test]
+fn the_oracle_notices_damage() {
+    // The checks above are only worth something if e2fsck fails on a bad image.
+    let mut image = make_image(1024, 1024, &[("a", vec![1; 3000])], &[]);
+    image[1024 + 12] ^= 0x10; // superblock free-blocks count
+    image[2048 + 12] ^= 0x01; // group 0 free-blocks count
+    let caught = std::panic::catch_unwind(|| fsck(&image));
+    assert!(caught.is_err());
+}
