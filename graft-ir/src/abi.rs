@@ -10,9 +10,11 @@
 //! - region `r0` is always the graft's data region; the point's buffers are `r1, r2, ...`
 //!   in the order of [`GraftPoint::regions`], each with a length known at call time;
 //! - all multi-byte fields of a buffer are little-endian;
-//! - whatever the graft returns is checked by the point's validator (described in
-//!   [`GraftPoint::result`]); a rejected result aborts `InvalidResult` and the kernel uses
-//!   its default policy's answer.
+//! - a buffer's records are described field by field ([`RegionSpec::fields`]: name, offset,
+//!   type), and the kernel's record types, `graftc run`'s model and `docs/graft-points.md` are
+//!   derived from (and checked against) those rows;
+//! - whatever the graft returns is checked by the point's [`Validator`]; a rejected result
+//!   aborts `InvalidResult` and the kernel uses its default policy's answer.
 
 use crate::types::{HandleKind, Type};
 
@@ -41,6 +43,77 @@ pub struct Param {
     pub ty: Type,
 }
 
+/// The type of one field of a buffer's records (little-endian, at its offset).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum FieldType {
+    /// Unsigned 32-bit.
+    U32,
+    /// Unsigned 64-bit.
+    U64,
+    /// Signed 64-bit.
+    I64,
+}
+
+impl FieldType {
+    /// Width in bytes.
+    pub const fn size(self) -> u32 {
+        match self {
+            FieldType::U32 => 4,
+            FieldType::U64 | FieldType::I64 => 8,
+        }
+    }
+
+    /// The name the docs and `graftc points` use.
+    pub const fn name(self) -> &'static str {
+        match self {
+            FieldType::U32 => "u32",
+            FieldType::U64 => "u64",
+            FieldType::I64 => "i64",
+        }
+    }
+
+    /// The IR type a graft loads the field as.
+    pub const fn ir(self) -> Type {
+        match self {
+            FieldType::U32 => Type::I32,
+            FieldType::U64 | FieldType::I64 => Type::I64,
+        }
+    }
+
+    /// Whether `value` is representable in the field (unsigned fields take 0..2^w, signed
+    /// fields their signed range; `u64` also takes a negative i128 down to `i64::MIN` as
+    /// its two's complement, as a graft would see it).
+    pub fn fits(self, value: i128) -> bool {
+        match self {
+            FieldType::U32 => (0..=i128::from(u32::MAX)).contains(&value),
+            FieldType::U64 => (i128::from(i64::MIN)..=i128::from(u64::MAX)).contains(&value),
+            FieldType::I64 => (i128::from(i64::MIN)..=i128::from(i64::MAX)).contains(&value),
+        }
+    }
+}
+
+/// One field of a buffer's records.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Field {
+    /// Its name (docs, `graftc run --buf NAME=records:FIELD=VALUE`, the kernel's record type).
+    pub name: &'static str,
+    /// Byte offset inside the record.
+    pub offset: u32,
+    /// Its type.
+    pub ty: FieldType,
+    /// What it means.
+    pub doc: &'static str,
+}
+
+/// How many elements a passed-in buffer holds.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Extent {
+    /// As many as the value parameter at this index (of [`GraftPoint::params`]) says.
+    Param(usize),
+    /// As many as fit: the buffer's length divided by the record size.
+    Capacity,
+}
+
 /// A buffer a graft point passes in as region `r1, r2, ...`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct RegionSpec {
@@ -48,10 +121,83 @@ pub struct RegionSpec {
     pub name: &'static str,
     /// What the graft may do with it.
     pub rights: Rights,
-    /// Size in bytes of one record, or 1 for a plain byte buffer.
+    /// Size in bytes of one record, or 1 for a plain byte buffer; the fields tile it exactly
+    /// (checked when the crate compiles).
     pub record_size: u32,
-    /// The meaning of its bytes.
-    pub layout: &'static str,
+    /// The fields of one record, by offset; empty for a plain byte buffer.
+    pub fields: &'static [Field],
+    /// How many records (or bytes, for a byte buffer) it holds.
+    pub extent: Extent,
+    /// What the buffer is.
+    pub doc: &'static str,
+}
+
+impl RegionSpec {
+    /// The field named `name`.
+    pub fn field(&self, name: &str) -> Option<&'static Field> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+
+    /// Whether the buffer is records (as opposed to plain bytes).
+    pub const fn has_records(&self) -> bool {
+        !self.fields.is_empty()
+    }
+}
+
+/// How the kernel checks a graft's answer at a point (the point's validator). A rejected
+/// answer aborts the call `InvalidResult` and the default policy answers instead.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Validator {
+    /// An index into the candidates: `0 <= result < params[of]` (the count the point passed).
+    Index {
+        /// The value parameter (by position) that counts the candidates.
+        of: usize,
+    },
+    /// A count of block numbers the graft wrote to region `r{out}` (one `i64` per record):
+    /// `0 <= result <= capacity`, and each of the first `result` blocks lies inside the file
+    /// given by the value parameter `file`.
+    BlockList {
+        /// The output region (`1` for `r1`).
+        out: usize,
+        /// The value parameter (by position) holding the file's handle.
+        file: usize,
+    },
+    /// `0` for success or a negative error code.
+    ZeroOrNegative,
+}
+
+impl Validator {
+    /// Whether the kernel may use `result`, given what the point knows (`facts`).
+    #[inline]
+    pub fn accepts(&self, result: i64, facts: &ResultFacts<'_>) -> bool {
+        match *self {
+            Validator::Index { .. } => (0..facts.candidates).contains(&result),
+            Validator::BlockList { .. } => {
+                let capacity = (facts.out.len() / 8) as i64;
+                (0..=capacity).contains(&result)
+                    && facts.out.chunks_exact(8).take(result as usize).all(|b| {
+                        let mut raw = [0u8; 8];
+                        raw.copy_from_slice(b);
+                        (0..facts.file_blocks).contains(&i64::from_le_bytes(raw))
+                    })
+            }
+            Validator::ZeroOrNegative => result <= 0,
+        }
+    }
+
+    /// The rule in words, for the docs and `graftc points`.
+    pub fn describe(&self, point: &GraftPoint) -> alloc::string::String {
+        let param = |i: usize| point.params.get(i).map_or("?", |p| p.name);
+        match *self {
+            Validator::Index { of } => alloc::format!("valid if 0 <= result < {}", param(of)),
+            Validator::BlockList { out, file } => alloc::format!(
+                "valid if 0 <= result <= capacity of r{out} (its length / 8) and each of the first \
+                 `result` block numbers in r{out} lies inside `{}` (0 <= block < the file's size in blocks)",
+                param(file)
+            ),
+            Validator::ZeroOrNegative => "valid if result <= 0".into(),
+        }
+    }
 }
 
 /// A graft point: a kernel policy decision a process may replace with a graft.
@@ -69,7 +215,9 @@ pub struct GraftPoint {
     pub regions: &'static [RegionSpec],
     /// Names of the callables a graft at this point may import.
     pub callables: &'static [&'static str],
-    /// What the result means and how the kernel validates it.
+    /// How the kernel checks the result.
+    pub validator: Validator,
+    /// What the result means.
     pub result: &'static str,
     /// One line on what the point decides.
     pub doc: &'static str,
@@ -95,34 +243,22 @@ impl GraftPoint {
         self.callables.contains(&callable)
     }
 
-    /// The point's validator (the rule in [`GraftPoint::result`]): whether the kernel may use
-    /// `result`. One definition for the kernel and for `graftc run`'s model of the point.
+    /// The point's validator: whether the kernel may use `result`. One definition for the
+    /// kernel and for `graftc run`'s model of the point.
+    #[inline]
     pub fn accepts(&self, result: i64, facts: &ResultFacts<'_>) -> bool {
-        match self.name {
-            "vm.pick_victim" | "sched.pick_next" => (0..facts.candidates).contains(&result),
-            "fs.compute_ra" => {
-                let capacity = (facts.out.len() / 8) as i64;
-                (0..=capacity).contains(&result)
-                    && facts.out.chunks_exact(8).take(result as usize).all(|b| {
-                        let mut raw = [0u8; 8];
-                        raw.copy_from_slice(b);
-                        (0..facts.file_blocks).contains(&i64::from_le_bytes(raw))
-                    })
-            }
-            // The filters: 0 or a negative error.
-            _ => result <= 0,
-        }
+        self.validator.accepts(result, facts)
     }
 }
 
-/// What a point's validator needs besides the result.
+/// What a point's validator needs besides the result (see [`Validator`]).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ResultFacts<'a> {
-    /// `vm.pick_victim`, `sched.pick_next`: how many candidates were offered (`n`).
+    /// [`Validator::Index`]: the value of the counting parameter.
     pub candidates: i64,
-    /// `fs.compute_ra`: the output region `r1` as the graft left it.
+    /// [`Validator::BlockList`]: the output region as the graft left it.
     pub out: &'a [u8],
-    /// `fs.compute_ra`: the file's size in blocks.
+    /// [`Validator::BlockList`]: the file's size in blocks.
     pub file_blocks: i64,
 }
 
@@ -241,7 +377,9 @@ const FILTER_REGIONS: &[RegionSpec] = &[RegionSpec {
     name: "buf",
     rights: Rights::ReadWrite,
     record_size: 1,
-    layout: "the file data of [offset, offset+len), transformed in place; its length is len",
+    fields: &[],
+    extent: Extent::Param(2),
+    doc: "the file data of [offset, offset+len), transformed in place; its length is len",
 }];
 
 /// The rows of [`GRAFT_POINTS`], by name.
@@ -258,8 +396,9 @@ pub mod point {
     pub const FS_WRITE_FILTER: usize = 4;
 }
 
-/// Every graft point.
-pub static GRAFT_POINTS: &[GraftPoint] = &[
+/// Every graft point (a `const`, so that the kernel's record types can be checked against it
+/// at compile time; [`GRAFT_POINTS`] is the same table).
+pub const POINTS: &[GraftPoint] = &[
     GraftPoint {
         index: point::VM_PICK_VICTIM,
         name: "vm.pick_victim",
@@ -269,12 +408,18 @@ pub static GRAFT_POINTS: &[GraftPoint] = &[
             name: "cands",
             rights: Rights::ReadOnly,
             record_size: 16,
-            layout: "n records of 16 bytes: vaddr: u64 @0, flags: u32 @8 (bit0 referenced, \
-                     bit1 dirty, bit2 file-backed / buffer-cache page), age: u32 @12 (ticks since \
-                     last reference)",
+            fields: &[
+                Field { name: "vaddr", offset: 0, ty: FieldType::U64, doc: "the page's virtual address" },
+                Field { name: "flags", offset: 8, ty: FieldType::U32,
+                    doc: "bit0 referenced, bit1 dirty, bit2 file-backed / buffer-cache page" },
+                Field { name: "age", offset: 12, ty: FieldType::U32, doc: "ticks since last reference" },
+            ],
+            extent: Extent::Param(0),
+            doc: "the candidate pages the kernel's clock proposes, one record each",
         }],
         callables: &VM_CALLABLES,
-        result: "the index of the page to evict; valid if 0 <= idx < n",
+        validator: Validator::Index { of: 0 },
+        result: "the index of the page to evict",
         doc: "Choose which of the process's resident pages to evict.",
     },
     GraftPoint {
@@ -290,11 +435,13 @@ pub static GRAFT_POINTS: &[GraftPoint] = &[
             name: "out",
             rights: Rights::ReadWrite,
             record_size: 8,
-            layout: "room for capacity = len(r1) / 8 block numbers (i64 @ 8*i) to read ahead",
+            fields: &[Field { name: "block", offset: 0, ty: FieldType::I64, doc: "a block number of the file to read ahead" }],
+            extent: Extent::Capacity,
+            doc: "room for capacity = len(r1) / 8 block numbers, written by the graft",
         }],
         callables: &FS_CALLABLES,
-        result: "the count of block numbers written to r1; valid if 0 <= count <= capacity and \
-                 every block lies inside the file",
+        validator: Validator::BlockList { out: 1, file: 0 },
+        result: "the count of block numbers written to r1",
         doc: "After a read of [offset, offset+len) of a file, choose the blocks to read ahead.",
     },
     GraftPoint {
@@ -306,12 +453,20 @@ pub static GRAFT_POINTS: &[GraftPoint] = &[
             name: "threads",
             rights: Rights::ReadOnly,
             record_size: 24,
-            layout: "n records of 24 bytes: tid: u32 @0, flags: u32 @4 (bit0 interactive, bit1 \
-                     woke from I/O, bit2 was preempted), runtime: u64 @8 (ns run so far), \
-                     wakeups: u32 @16, pad: u32 @20",
+            fields: &[
+                Field { name: "tid", offset: 0, ty: FieldType::U32, doc: "the thread's id" },
+                Field { name: "flags", offset: 4, ty: FieldType::U32,
+                    doc: "bit0 interactive, bit1 woke from a wait since it last ran, bit2 was preempted" },
+                Field { name: "runtime", offset: 8, ty: FieldType::U64, doc: "nanoseconds run so far" },
+                Field { name: "wakeups", offset: 16, ty: FieldType::U32, doc: "times it woke from a wait" },
+                Field { name: "pad", offset: 20, ty: FieldType::U32, doc: "always 0" },
+            ],
+            extent: Extent::Param(0),
+            doc: "the group's runnable threads, oldest first, one record each",
         }],
         callables: &SCHED_CALLABLES,
-        result: "the index of the thread to run in the group's turn; valid if 0 <= idx < n",
+        validator: Validator::Index { of: 0 },
+        result: "the index of the thread to run in the group's turn",
         doc: "Choose which runnable thread of the process group runs in the group's turn.",
     },
     GraftPoint {
@@ -321,6 +476,7 @@ pub static GRAFT_POINTS: &[GraftPoint] = &[
         ret: Type::I32,
         regions: FILTER_REGIONS,
         callables: &FS_CALLABLES,
+        validator: Validator::ZeroOrNegative,
         result: "0 on success, or a negative error code passed to the reader as EIO",
         doc: "Transform file data after it is read, before it reaches the process.",
     },
@@ -331,16 +487,108 @@ pub static GRAFT_POINTS: &[GraftPoint] = &[
         ret: Type::I32,
         regions: FILTER_REGIONS,
         callables: &FS_CALLABLES,
+        validator: Validator::ZeroOrNegative,
         result: "0 on success, or a negative error code passed to the writer as EIO",
         doc: "Transform file data written by the process, before it reaches the file system.",
     },
 ];
 
-// Each point's `index` is its row.
+/// Every graft point.
+pub static GRAFT_POINTS: &[GraftPoint] = POINTS;
+
+const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Whether `fields` tile a record of `size` bytes exactly: in offset order, each naturally
+/// aligned and starting where the previous one ended, the last ending at `size`; and no
+/// name twice. A byte buffer (no fields) has records of 1 byte.
+pub const fn layout_is_sound(fields: &[Field], size: u32) -> bool {
+    if fields.is_empty() {
+        return size == 1;
+    }
+    let mut end = 0;
+    let mut i = 0;
+    while i < fields.len() {
+        let f = fields[i];
+        if f.offset != end || f.offset % f.ty.size() != 0 {
+            return false;
+        }
+        end = f.offset + f.ty.size();
+        let mut j = 0;
+        while j < i {
+            if str_eq(fields[j].name, f.name) {
+                return false;
+            }
+            j += 1;
+        }
+        i += 1;
+    }
+    end == size
+}
+
+/// Whether a Rust record type's fields (name and type, in order) are exactly region
+/// `region` of point `point`'s fields: the kernel's record types assert it at compile time.
+pub const fn record_matches(point: usize, region: usize, fields: &[(&str, FieldType)]) -> bool {
+    if point >= POINTS.len() || region >= POINTS[point].regions.len() {
+        return false;
+    }
+    let row = POINTS[point].regions[region].fields;
+    if row.len() != fields.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < row.len() {
+        if !str_eq(row[i].name, fields[i].0) || !matches!((row[i].ty, fields[i].1),
+            (FieldType::U32, FieldType::U32) | (FieldType::U64, FieldType::U64) | (FieldType::I64, FieldType::I64))
+        {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+// Every row is sound: its `index` is its row; its record layouts tile their records; the
+// validator and the extents name parameters of the right kind and regions that exist.
 const _: () = {
     let mut i = 0;
-    while i < GRAFT_POINTS.len() {
-        assert!(GRAFT_POINTS[i].index == i);
+    while i < POINTS.len() {
+        let p = &POINTS[i];
+        assert!(p.index == i);
+        let mut r = 0;
+        while r < p.regions.len() {
+            let spec = &p.regions[r];
+            assert!(layout_is_sound(spec.fields, spec.record_size), "a record layout does not tile its record");
+            if let Extent::Param(k) = spec.extent {
+                assert!(k < p.params.len() && p.params[k].ty.is_int(), "an extent names a missing or handle parameter");
+            }
+            r += 1;
+        }
+        match p.validator {
+            Validator::Index { of } => {
+                assert!(of < p.params.len() && p.params[of].ty.is_int(), "Index names a missing or handle parameter");
+            }
+            Validator::BlockList { out, file } => {
+                assert!(out >= 1 && out <= p.regions.len(), "BlockList names a missing region");
+                let spec = &p.regions[out - 1];
+                assert!(spec.rights.writable() && spec.record_size == 8 && spec.fields.len() == 1);
+                assert!(matches!(spec.fields[0].ty, FieldType::I64));
+                assert!(file < p.params.len() && matches!(p.params[file].ty, Type::Handle(HandleKind::File)));
+            }
+            Validator::ZeroOrNegative => {}
+        }
         i += 1;
     }
 };
@@ -370,6 +618,7 @@ mod tests {
     #[test]
     fn validators_follow_the_documented_rules() {
         let pick = graft_point("sched.pick_next").unwrap();
+        assert_eq!(pick.validator, Validator::Index { of: 0 });
         let facts = ResultFacts { candidates: 3, ..ResultFacts::default() };
         assert!(pick.accepts(0, &facts) && pick.accepts(2, &facts));
         assert!(!pick.accepts(3, &facts) && !pick.accepts(-1, &facts));
@@ -393,5 +642,32 @@ mod tests {
                 assert!(c.importable, "{} allows privileged {name}", p.name);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+
+    #[test]
+    fn unsound_layouts_are_refused() {
+        let f = |name, offset, ty| Field { name, offset, ty, doc: "" };
+        assert!(layout_is_sound(&[f("a", 0, FieldType::U32), f("b", 4, FieldType::U32)], 8));
+        assert!(!layout_is_sound(&[f("a", 0, FieldType::U32), f("b", 4, FieldType::U32)], 12), "a gap at the end");
+        assert!(!layout_is_sound(&[f("a", 0, FieldType::U32), f("b", 4, FieldType::U64)], 12), "misaligned");
+        assert!(!layout_is_sound(&[f("a", 0, FieldType::U32), f("a", 4, FieldType::U32)], 8), "a name twice");
+        assert!(!layout_is_sound(&[f("a", 0, FieldType::U64), f("b", 4, FieldType::U32)], 8), "overlap");
+        assert!(layout_is_sound(&[], 1) && !layout_is_sound(&[], 4));
+    }
+
+    #[test]
+    fn record_types_are_matched_by_name_and_type() {
+        use FieldType::*;
+        let sched = point::SCHED_PICK_NEXT;
+        let ok = [("tid", U32), ("flags", U32), ("runtime", U64), ("wakeups", U32), ("pad", U32)];
+        assert!(record_matches(sched, 0, &ok));
+        let wrong = [("tid", U32), ("flags", U32), ("runtime", I64), ("wakeups", U32), ("pad", U32)];
+        assert!(!record_matches(sched, 0, &wrong));
+        assert!(!record_matches(sched, 1, &ok) && !record_matches(99, 0, &ok));
     }
 }

@@ -3,13 +3,20 @@
 //!
 //! Decoding takes bytes from an untrusted process, so it never panics and its memory use is
 //! bounded by the input: blobs over [`MAX_BLOB_SIZE`] are refused before parsing, the module
-//! types are not recursive (so nesting depth is fixed), and sequence lengths read from the
-//! blob are never trusted for preallocation (serde caps the up-front reservation of every
-//! `Vec` it decodes, and each element then needs at least one input byte to exist).
-//! Decoding checks only the encoding; everything else is the verifier's job.
+//! types are not recursive (so nesting depth is fixed), and a count read from the blob reserves
+//! memory only up to 16 elements (`Untrusting`): beyond that a sequence grows as its elements
+//! are actually decoded from bytes that exist, so a declared count larger than the bytes left
+//! fails when they run out, having allocated only for what was there. Memory is then a fixed
+//! multiple of the blob, whatever its counts claim: the in-memory size of the densest element
+//! over its smallest encoding (an 80-byte instruction from 3 bytes), times at most two for a
+//! vector's growth; `tests/limits.rs` measures it for honest and lying blobs. Decoding checks only the encoding; everything
+//! else is the verifier's job.
 
 use alloc::vec::Vec;
 use core::fmt;
+
+use postcard::de_flavors::{Flavor, Slice};
+use serde::Deserialize;
 
 use crate::ir::Module;
 use crate::limits::MAX_BLOB_SIZE;
@@ -136,12 +143,45 @@ pub fn decode(bytes: &[u8]) -> Result<Module, DecodeError> {
     if version != FORMAT_VERSION {
         return Err(DecodeError::UnsupportedVersion { found: version });
     }
-    let (module, trailing) =
-        postcard::take_from_bytes::<Module>(rest).map_err(|error| DecodeError::Malformed { error })?;
+    let mut de = postcard::Deserializer::from_flavor(Untrusting(postcard::de_flavors::Slice::new(rest)));
+    let module = Module::deserialize(&mut de).map_err(|error| DecodeError::Malformed { error })?;
+    let trailing = de.finalize().map_err(|error| DecodeError::Malformed { error })?;
     if !trailing.is_empty() {
         return Err(DecodeError::TrailingBytes { count: trailing.len() });
     }
     Ok(module)
+}
+
+/// The largest declared count that reserves memory before its elements are decoded.
+const TRUSTED_COUNT: usize = 16;
+
+/// A slice flavor that reports no remaining bytes to size hints, so that postcard gives serde
+/// no length to preallocate by: untrusted counts never reserve memory. Reading is unchanged.
+struct Untrusting<'de>(Slice<'de>);
+
+impl<'de> Flavor<'de> for Untrusting<'de> {
+    type Remainder = &'de [u8];
+    type Source = &'de [u8];
+
+    fn pop(&mut self) -> postcard::Result<u8> {
+        self.0.pop()
+    }
+
+    /// Postcard hints a sequence's declared length only when it is at most this: short
+    /// sequences (the common case: block parameters, call arguments, the instructions of
+    /// small blocks) are reserved exactly, and no count can reserve more than
+    /// [`TRUSTED_COUNT`] elements before they are decoded.
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.0.size_hint().unwrap_or(0).min(TRUSTED_COUNT))
+    }
+
+    fn try_take_n(&mut self, ct: usize) -> postcard::Result<&'de [u8]> {
+        self.0.try_take_n(ct)
+    }
+
+    fn finalize(self) -> postcard::Result<&'de [u8]> {
+        self.0.finalize()
+    }
 }
 
 impl core::error::Error for DecodeError {}

@@ -1,5 +1,5 @@
 //! `docs/graft-ir.md` has sections generated from the opcode table, the abort reasons and the
-//! ABI table; this test fails when they drift. `GRAFT_BLESS=1` rewrites them.
+//! ABI table; this test fails when they drift. `GRAFT_BLESS=1` rewrites them (so does `BLESS=1`).
 
 use std::fmt::Write;
 use std::path::Path;
@@ -35,9 +35,9 @@ fn abi() -> String {
         writeln!(s, "#### `{}({}) -> {}`\n\n{}\n", p.name, params.join(", "), p.ret, p.doc).unwrap();
         for (i, r) in p.regions.iter().enumerate() {
             let rights = if r.rights == Rights::ReadOnly { "read-only" } else { "read/write" };
-            writeln!(s, "- region `r{}` `{}` ({rights}): {}", i + 1, r.name, r.layout).unwrap();
+            writeln!(s, "- region `r{}` `{}` ({rights}): {}", i + 1, r.name, r.doc).unwrap();
         }
-        writeln!(s, "- result: {}", p.result).unwrap();
+        writeln!(s, "- result: {}; {}", p.result, p.validator.describe(p)).unwrap();
         let calls: Vec<String> = p.callables.iter().map(|c| format!("`{c}`")).collect();
         writeln!(s, "- may import: {}\n", calls.join(", ")).unwrap();
     }
@@ -65,7 +65,7 @@ fn generated_doc_sections_are_current() {
         };
         out.replace_range(b + begin.len()..e, &body);
     }
-    if std::env::var_os("GRAFT_BLESS").is_some() {
+    if std::env::var_os("GRAFT_BLESS").is_some() || std::env::var_os("BLESS").is_some() {
         std::fs::write(&path, &out).unwrap();
     } else {
         assert!(out == doc, "docs/graft-ir.md is out of date: run with GRAFT_BLESS=1");

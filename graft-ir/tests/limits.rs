@@ -1,34 +1,51 @@
 //! Decoding and verifying hostile or oversized input: typed errors, bounded memory.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::Mutex;
 
-use graft_ir::binary::{DecodeError, FORMAT_VERSION, MAGIC};
+use graft_ir::binary::{DecodeError, EncodeError, FORMAT_VERSION, MAGIC};
 use graft_ir::builder::ModuleBuilder;
 use graft_ir::limits::*;
 use graft_ir::verifier::Rule;
 use graft_ir::*;
 
-/// Counts live and peak heap bytes so the tests can bound what decoding allocates.
+/// Counts live and peak heap bytes of the measuring thread (other tests run in parallel), so
+/// the tests can bound what decoding allocates.
 struct Counting;
 
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+static PEAK: AtomicIsize = AtomicIsize::new(0);
 /// Serialises the tests that measure, since the counters are global.
 static MEASURE: Mutex<()> = Mutex::new(());
+
+thread_local! {
+    /// Whether this thread's allocations are counted (a const-initialised `Cell`: reading it
+    /// never allocates).
+    static MEASURING: Cell<bool> = const { Cell::new(false) };
+}
+
+fn counted() -> bool {
+    MEASURING.try_with(Cell::get).unwrap_or(false)
+}
 
 // SAFETY: every method forwards to the system allocator with the caller's arguments
 // unchanged; the counters are only statistics.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-        PEAK.fetch_max(live, Ordering::Relaxed);
+        if counted() {
+            let size = layout.size() as isize;
+            let live = LIVE.fetch_add(size, Ordering::Relaxed) + size;
+            PEAK.fetch_max(live, Ordering::Relaxed);
+        }
         // SAFETY: forwarded unchanged, see above.
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        if counted() {
+            LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        }
         // SAFETY: forwarded unchanged, see above.
         unsafe { System.dealloc(ptr, layout) }
     }
@@ -37,13 +54,15 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-/// Peak heap growth while running `f`.
+/// Peak heap growth of this thread while running `f`.
 fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
     let _guard = MEASURE.lock().unwrap_or_else(|e| e.into_inner());
-    let base = LIVE.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
+    LIVE.store(0, Ordering::Relaxed);
+    PEAK.store(0, Ordering::Relaxed);
+    MEASURING.with(|m| m.set(true));
     let r = f();
-    (r, PEAK.load(Ordering::Relaxed).saturating_sub(base))
+    MEASURING.with(|m| m.set(false));
+    (r, PEAK.load(Ordering::Relaxed).max(0) as usize)
 }
 
 fn header() -> Vec<u8> {
@@ -106,25 +125,96 @@ fn header_errors_are_typed() {
     assert_eq!(decode(&m), Err(DecodeError::TrailingBytes { count: 1 }));
 }
 
-/// The largest blob of cheap instructions decodes within a fixed multiple of its size.
+/// The largest blob of cheap instructions the kernel takes decodes within a fixed multiple of
+/// its size.
 #[test]
 fn decoding_memory_is_linear_in_the_blob() {
     let mut mb = ModuleBuilder::new("vm.pick_victim", 8, 1);
     let f = mb.declare_function("", Signature::new(&[Type::I32], Some(Type::I32)));
     let mut fb = mb.function(f);
-    for i in 0..300_000 {
-        fb.abort(i % 100);
+    // `abort 1` encodes in 3 bytes: as many as fit in the largest blob.
+    let n = (MAX_BLOB_SIZE - 64) / 3;
+    for _ in 0..n {
+        fb.abort(1);
     }
     let blob = encode(&mb.finish()).unwrap();
     assert!(blob.len() <= MAX_BLOB_SIZE);
     let (r, peak) = peak_during(|| decode(&blob));
     let m = r.unwrap();
-    assert_eq!(m.inst_count(), 300_000);
+    assert_eq!(m.inst_count(), n);
     println!("blob {} bytes, peak decode memory {} bytes", blob.len(), peak);
-    assert!(peak < 64 * blob.len(), "peak {peak} for a blob of {}", blob.len());
-    // And the verifier refuses it for its size without doing per-instruction work.
-    let e = verify(m).unwrap_err();
-    assert!(e.has(Rule::SizeLimits), "{e}");
+    assert!(peak <= MAX_DECODE_EXPANSION * blob.len(), "peak {peak} for a blob of {}", blob.len());
+    // One byte more than the kernel takes is refused before any parsing, by decode and encode.
+    assert!(matches!(decode(&vec![0u8; MAX_BLOB_SIZE + 1]), Err(DecodeError::TooLarge { .. })));
+    let mut mb = ModuleBuilder::new("vm.pick_victim", 8, 1);
+    let f = mb.declare_function("", Signature::new(&[Type::I32], Some(Type::I32)));
+    let mut fb = mb.function(f);
+    for _ in 0..MAX_BLOB_SIZE / 3 + 1 {
+        fb.abort(1);
+    }
+    assert!(matches!(encode(&mb.finish()), Err(EncodeError::TooLarge { .. })));
+}
+
+/// 16 KiB blobs whose counts claim far more elements than follow, at every level of nesting:
+/// decoding allocates only for the elements the bytes actually hold.
+#[test]
+fn lying_counts_in_a_full_size_blob_stay_small() {
+    let fill = |blob: &mut Vec<u8>, unit: &[u8]| {
+        while blob.len() + unit.len() <= MAX_BLOB_SIZE {
+            blob.extend_from_slice(unit);
+        }
+    };
+    let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
+    // `functions` claims 2^40, then minimal functions (name "", no params, no ret, no blocks).
+    let mut blob = header();
+    blob.extend_from_slice(&[0, 8, 1, 0, 0]); // point "", resources, data [], imports []
+    varint(1 << 40, &mut blob);
+    fill(&mut blob, &[0, 0, 0, 0]);
+    cases.push(("functions", blob));
+    // One function whose `blocks` claims 2^40, then empty blocks (no params, no insts).
+    let mut blob = header();
+    blob.extend_from_slice(&[0, 8, 1, 0, 0, 1, 0, 0, 0]);
+    varint(1 << 40, &mut blob);
+    fill(&mut blob, &[0, 0]);
+    cases.push(("blocks", blob));
+    // One block whose `insts` claims 2^40, then `iadd` instructions.
+    let mut blob = header();
+    blob.extend_from_slice(&[0, 8, 1, 0, 0, 1, 0, 0, 0, 1, 0]);
+    varint(1 << 40, &mut blob);
+    // The bytes of one `iadd v0, v0`, as the encoder writes it: the difference between
+    // blocks of two and of one.
+    let block_of = |k: usize| {
+        let mut mb = ModuleBuilder::new("", 8, 1);
+        let f = mb.declare_function("", Signature::new(&[Type::I32], None));
+        let mut fb = mb.function(f);
+        let p = fb.params()[0];
+        for _ in 0..k {
+            fb.iadd(p, p);
+        }
+        encode(&mb.finish()).unwrap()
+    };
+    let (one, two) = (block_of(1), block_of(2));
+    let at = one.iter().zip(&two).position(|(a, b)| a != b).unwrap_or(one.len());
+    let unit_len = two.len() - one.len();
+    // The count byte differs; the new instruction is the `unit_len` bytes ending where `one` ends.
+    let unit = two[one.len()..].to_vec();
+    assert!(at < one.len() && unit_len == unit.len() && unit_len <= 8, "iadd encodes in {unit_len} bytes");
+    fill(&mut blob, &unit);
+    cases.push(("insts", blob));
+    // The data section claims 2^40 bytes.
+    let mut blob = header();
+    blob.extend_from_slice(&[0, 8, 1]);
+    varint(1 << 40, &mut blob);
+    fill(&mut blob, &[7]);
+    cases.push(("data", blob));
+    for (what, blob) in cases {
+        assert!(blob.len() > MAX_BLOB_SIZE - 8 && blob.len() <= MAX_BLOB_SIZE);
+        let (r, peak) = peak_during(|| decode(&blob));
+        println!("lying {what}: blob {} bytes, peak decode memory {peak} bytes: {r:?}", blob.len());
+        assert!(r.is_err(), "{what}: a lying count decoded");
+        // No more than honest content of the same size costs (see the test above).
+        assert!(peak <= MAX_DECODE_EXPANSION * blob.len(), "{what}: peak {peak} for a blob of {}", blob.len());
+    }
 }
 
 fn simple(insts_per_block: usize, blocks: usize) -> Module {
@@ -209,3 +299,4 @@ fn format_mismatch_from_binary_is_rejected() {
     m.functions[0].name = "9 lives".into();
     assert!(verify(m).unwrap_err().has(Rule::FunctionName));
 }
+

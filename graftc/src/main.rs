@@ -160,7 +160,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_USAGE);
                 };
                 match std::fs::read(path) {
-                    Ok(bytes) => buffers.push((name.to_string(), bytes)),
+                    Ok(bytes) => buffers.push((name.to_string(), bytes.into())),
                     Err(e) => {
                         eprintln!("error: cannot read {path}: {e}");
                         return ExitCode::from(EXIT_USAGE);
@@ -292,9 +292,12 @@ fn points_text() -> String {
         out.push_str(&format!("\n{}\n    {}\n", graftc::check::point_signature(p), p.doc));
         for (i, r) in p.regions.iter().enumerate() {
             let rights = if r.rights.writable() { "read-write" } else { "read-only" };
-            out.push_str(&format!("    buffer {} (r{}, {rights}): {}\n", r.name, i + 1, r.layout));
+            out.push_str(&format!("    buffer {} (r{}, {rights}): {}\n", r.name, i + 1, r.doc));
+            for f in r.fields {
+                out.push_str(&format!("        {}: {} @{}  {}\n", f.name, f.ty.name(), f.offset, f.doc));
+            }
         }
-        out.push_str(&format!("    result: {}\n", p.result));
+        out.push_str(&format!("    result: {}; {}\n", p.result, p.validator.describe(p)));
         out.push_str(&format!("    may call: {}\n", p.callables.join(", ")));
     }
     out.push_str("\nKERNEL CALLABLES\n\n");

@@ -4,14 +4,22 @@
 //! run, with its sandbox checks) and graft-ir's reference interpreter. They share one
 //! contract, so the model around them is the same.
 //!
-//! The model supplies what the kernel would: the entry arguments, the point's buffers, the
-//! data region (initialised from the data section and kept across calls), fuel, callables
-//! (graft-ir's deterministic [`MockHost`]) and the point's result validator. On an abort it
-//! does what the kernel's transaction would: the data region and buffers are put back, the
-//! locks and allocations of the call are released.
+//! The model is derived from the point's row in the ABI table: the entry arguments are the
+//! row's parameters, the buffers are its regions (given as bytes, or record by record with
+//! the row's field names: `--buf threads=records:tid=7,runtime=1000/tid=8`), an extent
+//! parameter must agree with its buffer (the kernel always passes `n` = the number of records),
+//! and the result is checked by the row's [`Validator`] with the facts it names (the count
+//! parameter, or the output region and the file's size in blocks, asked of the callables
+//! `fs.file_size` and `fs.block_size`). The data region is initialised from the data section
+//! and kept across calls; callables are graft-ir's deterministic [`MockHost`].
+//!
+//! On an abort it does what the kernel does: the transaction's effects are undone (counters,
+//! allocations, locks) and the buffers are put back as the kernel passed them, but the graft's
+//! **data region is kept as the graft left it** (it is the graft's private memory, not kernel
+//! state, and the kernel does not log it).
 
-use graft_ir::abi::GraftPoint;
-use graft_ir::interp::{initial_data, DataValue};
+use graft_ir::abi::{self, Extent, GraftPoint, RegionSpec, ResultFacts, Validator};
+use graft_ir::interp::{initial_data, DataValue, Host};
 use graft_ir::mock::MockHost;
 use graft_ir::{AbortReason, HandleKind, Type, Verified};
 
@@ -50,6 +58,26 @@ pub enum RunSetupError {
         /// Why.
         why: String,
     },
+    /// A record field the buffer's row does not have.
+    UnknownField {
+        /// The buffer.
+        buffer: &'static str,
+        /// The name given.
+        field: String,
+        /// The row's fields.
+        known: Vec<&'static str>,
+    },
+    /// An extent parameter that disagrees with its buffer (the kernel never passes that).
+    Extent {
+        /// The parameter.
+        param: &'static str,
+        /// Its value.
+        value: i64,
+        /// The buffer.
+        buffer: &'static str,
+        /// Records (or bytes) in the buffer.
+        count: usize,
+    },
 }
 
 impl std::fmt::Display for RunSetupError {
@@ -65,6 +93,13 @@ impl std::fmt::Display for RunSetupError {
                 write!(f, "no buffer `{name}` at this graft point (it has: {})", known.join(", "))
             }
             RunSetupError::BadBuffer { name, why } => write!(f, "buffer `{name}`: {why}"),
+            RunSetupError::UnknownField { buffer, field, known } => {
+                write!(f, "buffer `{buffer}` has no field `{field}` (its records have: {})", known.join(", "))
+            }
+            RunSetupError::Extent { param, value, buffer, count } => write!(
+                f,
+                "`{param}` is {value} but buffer `{buffer}` holds {count}; the kernel always passes {param} = the buffer's count"
+            ),
             RunSetupError::Jit(e) => write!(f, "the JIT cannot run this graft: {e} (try --interp)"),
         }
     }
@@ -90,11 +125,58 @@ pub struct RunConfig {
     /// Entry arguments as text, in the point's parameter order.
     pub args: Vec<String>,
     /// Buffer contents by name (or `rK`); missing buffers are empty.
-    pub buffers: Vec<(String, Vec<u8>)>,
+    pub buffers: Vec<(String, BufferInit)>,
     /// Fuel per call; the module's request if `None`.
     pub fuel: Option<u64>,
     /// How many times to call the graft (the data region persists across calls).
     pub calls: u32,
+}
+
+/// A buffer's initial contents, as given on the command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BufferInit {
+    /// Raw bytes.
+    Bytes(Vec<u8>),
+    /// Records, each a list of `field=value` pairs (fields not named are 0), laid out per the
+    /// point's row.
+    Records(Vec<Vec<(String, i128)>>),
+}
+
+impl From<Vec<u8>> for BufferInit {
+    fn from(bytes: Vec<u8>) -> Self {
+        BufferInit::Bytes(bytes)
+    }
+}
+
+impl BufferInit {
+    /// The bytes the kernel would pass, per `spec`'s layout.
+    pub fn bytes(&self, spec: &RegionSpec) -> Result<Vec<u8>, RunSetupError> {
+        let records = match self {
+            BufferInit::Bytes(b) => return Ok(b.clone()),
+            BufferInit::Records(r) => r,
+        };
+        if !spec.has_records() {
+            return Err(RunSetupError::BadBuffer { name: spec.name.into(), why: "a byte buffer has no record fields (give bytes)".into() });
+        }
+        let mut out = vec![0u8; records.len() * spec.record_size as usize];
+        for (rec, chunk) in records.iter().zip(out.chunks_exact_mut(spec.record_size as usize)) {
+            for (name, value) in rec {
+                let Some(f) = spec.field(name) else {
+                    return Err(RunSetupError::UnknownField {
+                        buffer: spec.name,
+                        field: name.clone(),
+                        known: spec.fields.iter().map(|f| f.name).collect(),
+                    });
+                };
+                if !f.ty.fits(*value) {
+                    return Err(RunSetupError::BadBuffer { name: spec.name.into(), why: format!("{value} does not fit field `{}` ({})", f.name, f.ty.name()) });
+                }
+                let (o, w) = (f.offset as usize, f.ty.size() as usize);
+                chunk[o..o + w].copy_from_slice(&(*value as u64).to_le_bytes()[..w]);
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// What a run gave.
@@ -142,17 +224,35 @@ fn parse_int(text: &str) -> Option<i128> {
     Some(if neg { -v } else { v })
 }
 
-/// Parse buffer contents: hex bytes (`0a1b...`, spaces allowed), `zero:N`, or `str:TEXT`.
-pub fn parse_buffer(text: &str) -> Result<Vec<u8>, String> {
+/// Parse buffer contents: hex bytes (`0a1b...`, spaces allowed), `zero:N`, `str:TEXT`, or
+/// `records:FIELD=V,FIELD=V/FIELD=V,...` (records separated by `/` or `;`, fields by `,`;
+/// fields not named are 0; values as for `--arg`).
+pub fn parse_buffer(text: &str) -> Result<BufferInit, String> {
     if let Some(n) = text.strip_prefix("zero:") {
         let n: usize = n.parse().map_err(|_| format!("`{n}` is not a byte count"))?;
         if n > 1 << 24 {
             return Err("at most 16 MiB".into());
         }
-        return Ok(vec![0; n]);
+        return Ok(BufferInit::Bytes(vec![0; n]));
     }
     if let Some(s) = text.strip_prefix("str:") {
-        return Ok(s.as_bytes().to_vec());
+        return Ok(BufferInit::Bytes(s.as_bytes().to_vec()));
+    }
+    if let Some(list) = text.strip_prefix("records:") {
+        let mut records = Vec::new();
+        for rec in list.split(['/', ';']).filter(|r| !r.trim().is_empty()) {
+            let mut fields = Vec::new();
+            for pair in rec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                let (name, value) = pair.split_once('=').ok_or_else(|| format!("`{pair}` is not FIELD=VALUE"))?;
+                let v = parse_int(value.trim()).ok_or_else(|| format!("`{value}` is not an integer"))?;
+                fields.push((name.trim().to_string(), v));
+            }
+            records.push(fields);
+        }
+        if records.len() > 1 << 16 {
+            return Err("at most 65536 records".into());
+        }
+        return Ok(BufferInit::Records(records));
     }
     let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace() && *b != b'_').collect();
     if !digits.len().is_multiple_of(2) {
@@ -164,23 +264,35 @@ pub fn parse_buffer(text: &str) -> Result<Vec<u8>, String> {
             let s = std::str::from_utf8(c).map_err(|_| "not hex".to_string())?;
             u8::from_str_radix(s, 16).map_err(|_| format!("`{s}` is not a hex byte"))
         })
-        .collect()
+        .collect::<Result<Vec<u8>, String>>()
+        .map(BufferInit::Bytes)
 }
 
-/// The point's validator, as the kernel applies it (the text of `GraftPoint::result`).
-pub fn validate(point: &GraftPoint, args: &[DataValue], regions: &[Vec<u8>], result: DataValue, host: &MockHost) -> bool {
-    // The mock host's file geometry: size = raw handle * 4096, 1024-byte blocks.
-    let _ = host;
-    let file_blocks = match args.first() {
-        Some(DataValue::Handle(_, raw)) => (*raw as i64).saturating_mul(4096) / 1024,
-        _ => 0,
-    };
-    let facts = graft_ir::abi::ResultFacts {
-        candidates: args.first().map_or(0, |a| a.as_i64()),
-        out: regions.get(1).map_or(&[][..], Vec::as_slice),
-        file_blocks,
-    };
-    point.accepts(result.as_i64(), &facts)
+/// The facts the point's validator needs, derived from its row: the count parameter's value
+/// ([`Validator::Index`]); the output region and the file's size in blocks, asked of the host's
+/// `fs.file_size` and `fs.block_size` ([`Validator::BlockList`]).
+pub fn facts<'a>(point: &GraftPoint, args: &[DataValue], regions: &'a [Vec<u8>], host: &mut dyn Host) -> ResultFacts<'a> {
+    match point.validator {
+        Validator::Index { of } => ResultFacts { candidates: args.get(of).map_or(0, |a| a.as_i64()), ..ResultFacts::default() },
+        Validator::BlockList { out, file } => {
+            let mut ask = |name: &str| {
+                let c = abi::callable(name)?;
+                let f = *args.get(file)?;
+                host.call(c, &[f]).ok().flatten().map(DataValue::as_i64)
+            };
+            let file_blocks = match (ask("fs.file_size"), ask("fs.block_size")) {
+                (Some(size), Some(block)) if block > 0 => size.max(0).saturating_add(block - 1) / block,
+                _ => 0,
+            };
+            ResultFacts { out: regions.get(out).map_or(&[][..], Vec::as_slice), file_blocks, ..ResultFacts::default() }
+        }
+        Validator::ZeroOrNegative => ResultFacts::default(),
+    }
+}
+
+/// The point's validator, as the kernel applies it.
+pub fn validate(point: &GraftPoint, args: &[DataValue], regions: &[Vec<u8>], result: DataValue, host: &mut dyn Host) -> bool {
+    point.accepts(result.as_i64(), &facts(point, args, regions, host))
 }
 
 /// Run a verified graft per `config`.
@@ -196,7 +308,7 @@ pub fn run(verified: &Verified, config: &RunConfig) -> Result<RunReport, RunSetu
     }
     let mut regions: Vec<Vec<u8>> = vec![initial_data(verified.module())];
     regions.extend(point.regions.iter().map(|_| Vec::new()));
-    for (name, bytes) in &config.buffers {
+    for (name, init) in &config.buffers {
         let idx = point
             .regions
             .iter()
@@ -206,7 +318,18 @@ pub fn run(verified: &Verified, config: &RunConfig) -> Result<RunReport, RunSetu
         let Some(idx) = idx else {
             return Err(RunSetupError::UnknownBuffer { name: name.clone(), known: point.regions.iter().map(|r| r.name).collect() });
         };
-        regions[idx] = bytes.clone();
+        regions[idx] = init.bytes(&point.regions[idx - 1])?;
+    }
+    // The kernel passes an extent parameter equal to its buffer's count.
+    for (i, spec) in point.regions.iter().enumerate() {
+        if let Extent::Param(k) = spec.extent {
+            let count = regions[i + 1].len() / spec.record_size as usize;
+            let value = args.get(k).map_or(0, |a| a.as_i64());
+            let given = config.buffers.iter().any(|(n, _)| n == spec.name || *n == format!("r{}", i + 1));
+            if given && (value < 0 || value as usize != count || regions[i + 1].len() % spec.record_size as usize != 0) {
+                return Err(RunSetupError::Extent { param: point.params[k].name, value, buffer: spec.name, count });
+            }
+        }
     }
     let fuel = config.fuel.unwrap_or(verified.module().resources.fuel);
     let jit = match config.engine {
@@ -216,7 +339,10 @@ pub fn run(verified: &Verified, config: &RunConfig) -> Result<RunReport, RunSetu
     let mut host = MockHost::default();
     let mut report = RunReport { outcome: Err(AbortReason::HostContract), fuel_used: 0, fuel, buffers: Vec::new(), trace: Vec::new(), locks_released: 0, allocations_freed: 0 };
     for _ in 0..config.calls.max(1) {
-        let saved = regions.clone();
+        // What an abort puts back: the buffers (not the data region `r0`) and the callables'
+        // state the transaction would undo.
+        let saved_buffers: Vec<Vec<u8>> = regions[1..].to_vec();
+        let saved_counters = host.counters;
         let allocs_before = host.allocations.len();
         let mut left = fuel;
         let outcome = {
@@ -227,7 +353,7 @@ pub fn run(verified: &Verified, config: &RunConfig) -> Result<RunReport, RunSetu
             }
         };
         let outcome = match outcome {
-            Ok(Some(v)) if validate(point, &args, &regions, v, &host) => Ok(v),
+            Ok(Some(v)) if validate(point, &args, &regions, v, &mut host) => Ok(v),
             Ok(Some(_)) => Err(AbortReason::InvalidResult),
             Ok(None) => Err(AbortReason::HostContract),
             Err(e) => Err(e),
@@ -236,7 +362,11 @@ pub fn run(verified: &Verified, config: &RunConfig) -> Result<RunReport, RunSetu
         report.locks_released = host.held.len();
         host.held.clear();
         if outcome.is_err() {
-            regions = saved;
+            // The kernel keeps the data region as the graft left it; everything else is undone.
+            for (r, saved) in regions[1..].iter_mut().zip(saved_buffers) {
+                *r = saved;
+            }
+            host.counters = saved_counters;
             report.allocations_freed = host.allocations.len().saturating_sub(allocs_before);
             host.allocations.truncate(allocs_before);
         }
@@ -268,7 +398,7 @@ pub fn format_report(r: &RunReport) -> String {
             out.push_str(&format!("buffer {name}: {hex}\n"));
         }
     } else {
-        out.push_str("rolled back: data region and buffers restored\n");
+        out.push_str("rolled back: buffers and counters restored; the data region keeps what the graft wrote (as in the kernel)\n");
         if r.allocations_freed > 0 {
             out.push_str(&format!("rolled back: {} allocation(s) freed\n", r.allocations_freed));
         }

@@ -118,7 +118,7 @@ fn encryption_round_trips_at_any_offset() {
     for offset in [0i64, 3, 8, 4093] {
         let cfg = |bytes: Vec<u8>| graftc::run::RunConfig {
             args: vec!["file:1".into(), offset.to_string(), bytes.len().to_string()],
-            buffers: vec![("buf".into(), bytes)],
+            buffers: vec![("buf".into(), bytes.into())],
             fuel: None,
             calls: 1,
             engine: graftc::run::Engine::Jit,

@@ -81,7 +81,6 @@ const BINARY: [Opcode; 16] = [
     Opcode::Rotr,
     Opcode::Iadd,
 ];
-const POINTS: [&str; 5] = ["vm.pick_victim", "fs.read_filter", "fs.compute_ra", "sched.pick_next", "fs.write_filter"];
 
 fn sext(x: u64, bits: u32) -> i64 {
     let s = 64 - bits;
@@ -127,7 +126,8 @@ pub struct Case {
 
 pub fn case(seed: u64) -> Case {
     let mut rng = Rng::new(seed);
-    let point = abi::graft_point(rng.pick(&POINTS)).expect("known graft point");
+    // Every point of the ABI table, as it stands (a new row is generated for at once).
+    let point = &abi::GRAFT_POINTS[rng.below(abi::GRAFT_POINTS.len() as u64) as usize];
     let data_size = 1u32 << (3 + rng.below(7));
     let fuel = rng.pick(&[25u64, 120, 400, 1500, 6000]);
     let mut mb = ModuleBuilder::new(point.name, data_size, fuel);
@@ -171,8 +171,10 @@ pub fn case(seed: u64) -> Case {
             point
                 .regions
                 .iter()
-                .map(|_| {
-                    let len = g.rng.pick(&[0u64, 3, 8, 24, 33, 64, 64, 128]);
+                .map(|spec| {
+                    // Whole records of the row's layout most of the time, odd lengths too.
+                    let records = u64::from(spec.record_size) * g.rng.pick(&[1u64, 2, 4, 8]);
+                    let len = g.rng.pick(&[0u64, 3, 8, 24, 33, 64, records, records, 128]);
                     (0..len).map(|_| g.rng.next() as u8).collect()
                 })
                 .collect(),

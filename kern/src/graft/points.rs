@@ -1,11 +1,16 @@
-//! Graft points, each declared once: its entry in the ABI table, the kernel's default policy,
-//! and the validator of a graft's answer (after VINO's GRAFTABLE / DEFAULT_GRAFT). Kernel code
-//! calls the typed function as it would call the default; the slot lookup, the transaction and
-//! the fallback to the default on any abort happen inside `runtime::dispatch`.
+//! Graft points, each declared once: its row in the ABI table (signature, record layout,
+//! validator), the kernel's record type for each of its buffers (checked against the row when
+//! the kernel compiles), the kernel's default policy, and the typed function kernel code calls
+//! as it would call the default (after VINO's GRAFTABLE / DEFAULT_GRAFT). The slot lookup, the
+//! transaction and the fallback to the default on any abort happen inside `runtime::dispatch`.
+//!
+//! Adding a point: the row in `graft_ir::abi::POINTS`, a record type here declared with
+//! `record!` (one per buffer of records) plus its default, the typed function, and the call
+//! site. `every_point_has_its_kernel_pieces` fails until each is there.
 use alloc::vec::Vec;
 
 use graft_ir::HandleKind;
-use graft_ir::abi::{self, GraftPoint, ResultFacts};
+use graft_ir::abi::{self, Field, FieldType, GraftPoint, ResultFacts};
 use graft_ir::interp::DataValue;
 
 use super::runtime::{self, Outcome};
@@ -17,7 +22,145 @@ fn point(index: usize) -> &'static GraftPoint {
     &abi::GRAFT_POINTS[index]
 }
 
-/// A runnable thread, as `sched.pick_next` sees it (24-byte record).
+/// A Rust type that can be a record field: its ABI field type.
+pub trait FieldRepr: Copy {
+    const TY: FieldType;
+    fn to_bits(self) -> u64;
+    fn from_bits(bits: u64) -> Self;
+}
+
+macro_rules! field_repr {
+    ($($t:ty => $ft:expr),*) => {$(
+        impl FieldRepr for $t {
+            const TY: FieldType = $ft;
+            #[inline(always)]
+            fn to_bits(self) -> u64 { self as u64 }
+            #[inline(always)]
+            fn from_bits(bits: u64) -> Self { bits as $t }
+        }
+    )*};
+}
+field_repr!(u32 => FieldType::U32, u64 => FieldType::U64, i64 => FieldType::I64);
+
+/// A record of a graft point's buffer, as the kernel holds it. Implemented only through
+/// `record!`, which checks at compile time that the type's fields are the row's (names, types,
+/// order); encoding and decoding then follow the row's offsets.
+pub trait Record: Copy + Default {
+    /// The row in `abi::POINTS` and the buffer (`0` for `r1`).
+    const POINT: usize;
+    const REGION: usize;
+    /// The row's fields, and the size of one record.
+    const FIELDS: &'static [Field] = abi::POINTS[Self::POINT].regions[Self::REGION].fields;
+    const SIZE: usize = abi::POINTS[Self::POINT].regions[Self::REGION].record_size as usize;
+    /// The bits of field `i` of the row (padding reads 0).
+    fn get(&self, i: usize) -> u64;
+    /// Sets field `i` of the row from its bits (padding is ignored).
+    fn set(&mut self, i: usize, bits: u64);
+}
+
+/// Declares that a struct is the record of a point's buffer: `"row field" => struct field:
+/// type` for every field of the row, in the row's order (`_` for padding).
+macro_rules! record {
+    ($ty:ident: $point:expr, $region:expr, { $($name:literal => $field:tt : $fty:ty),* $(,)? }) => {
+        impl Record for $ty {
+            const POINT: usize = $point;
+            const REGION: usize = $region;
+            #[inline(always)]
+            #[allow(unused_assignments)]
+            fn get(&self, i: usize) -> u64 {
+                let mut k = 0;
+                $(
+                    if i == k { return record!(@get self, $field, $fty); }
+                    k += 1;
+                )*
+                0
+            }
+            #[inline(always)]
+            #[allow(unused_assignments, unused_variables)]
+            fn set(&mut self, i: usize, bits: u64) {
+                let mut k = 0;
+                $(
+                    if i == k { record!(@set self, $field, $fty, bits); return; }
+                    k += 1;
+                )*
+            }
+        }
+        const _: () = assert!(
+            abi::record_matches($point, $region, &[$(($name, <$fty as FieldRepr>::TY)),*]),
+            concat!(stringify!($ty), " does not match its graft point's record layout in graft_ir::abi")
+        );
+        impl $ty {
+            /// Where the type stands in the ABI table (for the completeness test).
+            pub const RECORD: RecordType = RecordType { name: stringify!($ty), point: $point, region: $region };
+        }
+    };
+    (@get $s:ident, _, $fty:ty) => { 0 };
+    (@get $s:ident, $f:ident, $fty:ty) => {{ let v: $fty = $s.$f; FieldRepr::to_bits(v) }};
+    (@set $s:ident, _, $fty:ty, $bits:ident) => { () };
+    (@set $s:ident, $f:ident, $fty:ty, $bits:ident) => { $s.$f = <$fty as FieldRepr>::from_bits($bits) };
+}
+
+/// A record type's place in the ABI table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordType {
+    pub name: &'static str,
+    pub point: usize,
+    pub region: usize,
+}
+
+/// Every record type of the kernel (a point's buffer of records without one fails the
+/// completeness test).
+pub const RECORD_TYPES: &[RecordType] = &[VictimCandidate::RECORD, ReadAheadBlock::RECORD, ThreadCandidate::RECORD];
+
+/// Writes `records` into `out` per the row's layout (`out` holds `records.len() * R::SIZE`
+/// bytes; bytes of records that do not fit are not written). The row is a constant, so this
+/// compiles to the stores a hand-written encoder would make.
+#[inline(always)]
+pub fn encode<R: Record>(records: &[R], out: &mut [u8]) {
+    for (r, chunk) in records.iter().zip(out.chunks_exact_mut(R::SIZE)) {
+        for (i, f) in R::FIELDS.iter().enumerate() {
+            let (o, w) = (f.offset as usize, f.ty.size() as usize);
+            if let Some(dst) = chunk.get_mut(o..o + w) {
+                dst.copy_from_slice(&r.get(i).to_le_bytes()[..w]);
+            }
+        }
+    }
+}
+
+/// Reads record `index` of `bytes` per the row's layout (`None` past the end).
+#[inline(always)]
+pub fn decode<R: Record>(bytes: &[u8], index: usize) -> Option<R> {
+    let chunk = bytes.chunks_exact(R::SIZE).nth(index)?;
+    let mut r = R::default();
+    for (i, f) in R::FIELDS.iter().enumerate() {
+        let (o, w) = (f.offset as usize, f.ty.size() as usize);
+        let mut raw = [0u8; 8];
+        raw[..w].copy_from_slice(chunk.get(o..o + w)?);
+        r.set(i, u64::from_le_bytes(raw));
+    }
+    Some(r)
+}
+
+/// Bytes of records encoded on the stack; more candidates than fit take a heap buffer.
+const STACK_RECORD_BYTES: usize = 16 * 24;
+
+/// Runs `f` on `records` encoded per the row (on the stack when they fit).
+#[inline(always)]
+fn with_encoded<R: Record, T>(records: &[R], f: impl FnOnce(&mut [u8]) -> T) -> T {
+    let len = records.len() * R::SIZE;
+    if len <= STACK_RECORD_BYTES {
+        let mut stack = [0u8; STACK_RECORD_BYTES];
+        let buf = &mut stack[..len];
+        encode(records, buf);
+        f(buf)
+    } else {
+        let mut heap = alloc::vec![0u8; len];
+        encode(records, &mut heap);
+        f(&mut heap)
+    }
+}
+
+/// A runnable thread, as `sched.pick_next` sees it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ThreadCandidate {
     pub tid: u32,
@@ -26,6 +169,14 @@ pub struct ThreadCandidate {
     pub runtime_ns: u64,
     pub wakeups: u32,
 }
+
+record!(ThreadCandidate: abi::point::SCHED_PICK_NEXT, 0, {
+    "tid" => tid: u32,
+    "flags" => flags: u32,
+    "runtime" => runtime_ns: u64,
+    "wakeups" => wakeups: u32,
+    "pad" => _: u32,
+});
 
 pub const WOKE_FROM_WAIT: u32 = 1 << 1;
 pub const PREEMPTED: u32 = 1 << 2;
@@ -43,29 +194,23 @@ pub fn sched_pick_next(group: ProcessId, txn: &mut TxnLog, threads: &[ThreadCand
     if n <= 1 {
         return (0, Outcome::Default);
     }
-    let mut records = Vec::with_capacity(n * 24);
-    for t in threads {
-        records.extend_from_slice(&t.tid.to_le_bytes());
-        records.extend_from_slice(&t.flags.to_le_bytes());
-        records.extend_from_slice(&t.runtime_ns.to_le_bytes());
-        records.extend_from_slice(&t.wakeups.to_le_bytes());
-        records.extend_from_slice(&0u32.to_le_bytes());
-    }
     let p = point(abi::point::SCHED_PICK_NEXT);
     let facts = ResultFacts { candidates: n as i64, ..ResultFacts::default() };
-    let (idx, outcome) = runtime::dispatch(
-        p,
-        group,
-        txn,
-        &[DataValue::I32(n as i32)],
-        &mut [&mut records[..]],
-        |v, _| p.accepts(i64::from(v), &facts),
-        |_| 0,
-    );
+    let (idx, outcome) = with_encoded(threads, |records| {
+        runtime::dispatch(
+            p,
+            group,
+            txn,
+            &[DataValue::I32(n as i32)],
+            &mut [records],
+            |v, _| p.accepts(i64::from(v), &facts),
+            |_| 0,
+        )
+    });
     (idx as usize, outcome)
 }
 
-/// A resident page, as `vm.pick_victim` sees it (16-byte record).
+/// A resident page, as `vm.pick_victim` sees it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VictimCandidate {
     pub vaddr: u64,
@@ -74,6 +219,22 @@ pub struct VictimCandidate {
     /// Ticks since last referenced.
     pub age: u32,
 }
+
+record!(VictimCandidate: abi::point::VM_PICK_VICTIM, 0, {
+    "vaddr" => vaddr: u64,
+    "flags" => flags: u32,
+    "age" => age: u32,
+});
+
+/// A block to read ahead, as `fs.compute_ra`'s graft writes it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadAheadBlock {
+    pub block: i64,
+}
+
+record!(ReadAheadBlock: abi::point::FS_COMPUTE_RA, 0, {
+    "block" => block: i64,
+});
 
 /// The default eviction choice: the oldest unreferenced page, else the oldest page.
 pub fn default_victim(cands: &[VictimCandidate]) -> usize {
@@ -92,24 +253,20 @@ pub fn default_victim(cands: &[VictimCandidate]) -> usize {
 /// `cands` (the graft can only choose among the pages the kernel offers).
 pub fn vm_pick_victim(pid: ProcessId, txn: &mut TxnLog, cands: &[VictimCandidate]) -> (usize, Outcome) {
     let n = cands.len();
-    let mut records = Vec::with_capacity(n * 16);
-    for c in cands {
-        records.extend_from_slice(&c.vaddr.to_le_bytes());
-        records.extend_from_slice(&c.flags.to_le_bytes());
-        records.extend_from_slice(&c.age.to_le_bytes());
-    }
     let default = default_victim(cands) as i32;
     let p = point(abi::point::VM_PICK_VICTIM);
     let facts = ResultFacts { candidates: n as i64, ..ResultFacts::default() };
-    let (idx, outcome) = runtime::dispatch(
-        p,
-        pid,
-        txn,
-        &[DataValue::I32(n as i32)],
-        &mut [&mut records[..]],
-        |v, _| p.accepts(i64::from(v), &facts),
-        |_| default,
-    );
+    let (idx, outcome) = with_encoded(cands, |records| {
+        runtime::dispatch(
+            p,
+            pid,
+            txn,
+            &[DataValue::I32(n as i32)],
+            &mut [records],
+            |v, _| p.accepts(i64::from(v), &facts),
+            |_| default,
+        )
+    });
     (idx as usize, outcome)
 }
 
@@ -128,8 +285,8 @@ pub fn fs_compute_ra(
     out: &mut [i64],
 ) -> (usize, Outcome) {
     let cap = out.len();
-    let mut buf = alloc::vec![0u8; cap * 8];
-    let next = (offset.saturating_add(len).max(0) + block_size - 1) / block_size.max(1);
+    let mut buf: Vec<u8> = alloc::vec![0u8; cap * ReadAheadBlock::SIZE];
+    let next = offset.saturating_add(len).max(0).saturating_add(block_size - 1) / block_size.max(1);
     let p = point(abi::point::FS_COMPUTE_RA);
     let (count, outcome) = runtime::dispatch(
         p,
@@ -139,21 +296,16 @@ pub fn fs_compute_ra(
         &mut [&mut buf[..]],
         |v, bufs| p.accepts(i64::from(v), &ResultFacts { out: &bufs[0][..], file_blocks, ..ResultFacts::default() }),
         |bufs| {
-            let mut n = 0;
-            for (i, b) in bufs[0].chunks_mut(8).enumerate().take(cap.min(2)) {
-                let block = next + i as i64;
-                if block >= file_blocks {
-                    break;
-                }
-                b.copy_from_slice(&block.to_le_bytes());
-                n += 1;
-            }
-            n
+            // The next blocks in sequence, at most two, inside the file.
+            let n = file_blocks.saturating_sub(next).clamp(0, 2).min(cap as i64) as usize;
+            let blocks = [ReadAheadBlock { block: next }, ReadAheadBlock { block: next.saturating_add(1) }];
+            encode(&blocks[..n], &mut bufs[0][..]);
+            n as i32
         },
     );
     let count = count as usize;
-    for (o, b) in out.iter_mut().zip(buf.chunks(8)).take(count) {
-        *o = i64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
+    for (i, o) in out.iter_mut().enumerate().take(count) {
+        *o = decode::<ReadAheadBlock>(&buf, i).map_or(0, |r| r.block);
     }
     (count, outcome)
 }
@@ -186,6 +338,50 @@ pub fn fs_filter(write: bool, pid: ProcessId, txn: &mut TxnLog, file: u64, offse
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every point's buffers of records have a kernel record type (whose layout the compiler
+    /// already checked against the row), and every record type has its row.
+    #[test]
+    fn every_point_has_its_kernel_pieces() {
+        for p in abi::GRAFT_POINTS {
+            for (r, spec) in p.regions.iter().enumerate() {
+                if spec.has_records() {
+                    let t = RECORD_TYPES.iter().find(|t| t.point == p.index && t.region == r);
+                    assert!(t.is_some(), "{} buffer {} has no kernel record type (declare one with record!)", p.name, spec.name);
+                }
+            }
+        }
+        for t in RECORD_TYPES {
+            let spec = &abi::GRAFT_POINTS[t.point].regions[t.region];
+            assert!(spec.has_records(), "{} describes a byte buffer", t.name);
+        }
+    }
+
+    /// The generic encoder writes what the row says, byte for byte (the layout the graft reads).
+    #[test]
+    fn records_encode_per_the_row() {
+        let t = ThreadCandidate { tid: 0x0102_0304, flags: 6, runtime_ns: 0x1122_3344_5566_7788, wakeups: 9 };
+        let mut buf = [0xffu8; 24];
+        encode(&[t], &mut buf);
+        let mut want = Vec::new();
+        want.extend_from_slice(&t.tid.to_le_bytes());
+        want.extend_from_slice(&t.flags.to_le_bytes());
+        want.extend_from_slice(&t.runtime_ns.to_le_bytes());
+        want.extend_from_slice(&t.wakeups.to_le_bytes());
+        want.extend_from_slice(&0u32.to_le_bytes());
+        assert_eq!(&buf[..], &want[..]);
+        assert_eq!(decode::<ThreadCandidate>(&buf, 0), Some(t));
+        assert_eq!(decode::<ThreadCandidate>(&buf, 1), None);
+        let v = VictimCandidate { vaddr: 0xdead_b000, flags: 5, age: 77 };
+        let mut buf = [0u8; 32];
+        encode(&[v, v], &mut buf);
+        assert_eq!(&buf[16..24], &0xdead_b000u64.to_le_bytes());
+        assert_eq!(&buf[24..28], &5u32.to_le_bytes());
+        assert_eq!(decode::<VictimCandidate>(&buf, 1), Some(v));
+        assert_eq!(ThreadCandidate::SIZE, 24);
+        assert_eq!(VictimCandidate::SIZE, 16);
+        assert_eq!(ReadAheadBlock::SIZE, 8);
+    }
 
     #[test]
     fn default_victim_prefers_old_unreferenced_pages() {

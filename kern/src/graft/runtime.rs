@@ -53,8 +53,9 @@ pub struct Limits {
     pub wall_ns: u64,
 }
 
-/// Fuel the kernel grants one call at most, whatever the module asks for.
-pub const MAX_FUEL_PER_CALL: u64 = 1_000_000;
+/// Fuel one call may have: graft-ir's limit, which the verifier enforces (a module asking for
+/// more is refused at load, never silently clamped).
+pub const MAX_FUEL_PER_CALL: u64 = graft_ir::limits::MAX_FUEL;
 pub const DEFAULT_MAX_ABORTS: u32 = 5;
 /// Wall-clock limit of one call (checked by the timer-driven watchdog, so with a tick's slack).
 pub const DEFAULT_WALL_NS: u64 = 100_000_000;
@@ -214,10 +215,8 @@ impl fmt::Display for AttachError {
 }
 
 pub const MAX_GRAFTS_PER_PROCESS: usize = 32;
-/// Largest blob the kernel accepts. Decoding expands a blob (up to ~56x for the densest
-/// instruction streams), so the kernel takes far less than the format's own limit; real grafts
-/// are a few KiB.
-pub const MAX_KERNEL_BLOB: usize = 16 * 1024;
+/// Largest blob the kernel accepts: graft-ir's limit, which `graftc build` enforces too.
+pub const MAX_KERNEL_BLOB: usize = graft_ir::limits::MAX_BLOB_SIZE;
 
 struct Tables {
     grafts: BTreeMap<GraftId, Arc<Graft>>,
