@@ -14,6 +14,7 @@ pub mod graft;
 pub mod ktest;
 pub mod memory;
 pub mod sync;
+pub mod task;
 
 #[cfg(target_os = "none")]
 pub mod arch;
@@ -31,7 +32,5 @@ pub mod init;
 pub mod logger;
 #[cfg(target_os = "none")]
 pub mod syscall;
-#[cfg(target_os = "none")]
-pub mod task;
 #[cfg(target_os = "none")]
 pub mod time;

@@ -10,3 +10,16 @@ pub mod state;
 pub mod txn;
 #[cfg(any(test, feature = "ktest"))]
 mod tests;
+
+use crate::task::ProcessId;
+
+/// Everything the graft runtime holds for process `pid`, forgotten in one place when the
+/// process ends: the grafts it loaded (unloaded, so their code, data and statistics go), every
+/// slot held for it by anyone (emptied), and the counters and memory its grafts had.
+pub fn forget_process(pid: ProcessId) {
+    for id in runtime::grafts_of(pid) {
+        let _ = runtime::unload(pid, id);
+    }
+    runtime::detach_all_for(pid);
+    state::forget(pid);
+}

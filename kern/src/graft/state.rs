@@ -6,9 +6,7 @@ use alloc::vec::Vec;
 
 use spin::Mutex;
 
-/// A process that installs grafts; everything a graft does is charged to and confined to it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ProcessId(pub u32);
+pub use crate::task::ProcessId;
 
 pub const COUNTERS: usize = 16;
 
@@ -93,6 +91,19 @@ pub fn undo_alloc(pid: ProcessId, id: u32) {
 
 pub fn exists(pid: ProcessId, id: u32) -> bool {
     with(pid, |p| p.allocations.contains_key(&id))
+}
+
+/// Forgets everything held for `pid` (its process ended): counters and allocations, whose
+/// memory goes back to the kernel.
+pub fn forget(pid: ProcessId) {
+    crate::sync::without_interrupts(|| {
+        STATE.lock().remove(&pid);
+    });
+}
+
+/// Processes the state holds anything for (tests check it returns to its baseline).
+pub fn processes() -> usize {
+    crate::sync::without_interrupts(|| STATE.lock().len())
 }
 
 /// Bytes charged to `pid` by its grafts' allocations.

@@ -1,0 +1,126 @@
+//! Graft system calls: the graft points, load (decode, verify, compile), attach, detach,
+//! statistics, list.
+use alloc::vec::Vec;
+
+use graft_ir::abi;
+use sysabi::{Error, GraftStats, Sys};
+
+use super::uaccess::{self, copy_to_user, read_str, read_vec};
+use super::{arg_u32, me, write_out};
+use crate::graft::runtime::{self, AttachError, GraftId, LoadError};
+use crate::task::{self, ProcessId};
+
+const MAX_POINT_NAME: u64 = 256;
+
+pub(super) fn call(sys: Sys, a: [u64; 6]) -> Result<u64, Error> {
+    match sys {
+        Sys::GraftPoints => {
+            let mut out = Vec::new();
+            for p in abi::GRAFT_POINTS {
+                out.try_reserve(p.name.len() + 1).map_err(|_| Error::NoMemory)?;
+                out.extend_from_slice(p.name.as_bytes());
+                out.push(0);
+            }
+            write_out(a[0], a[1], &out)
+        }
+        Sys::GraftLoad => load(a),
+        Sys::GraftAttach => {
+            let pid = me()?;
+            let id = GraftId(arg_u32(a[0])?);
+            let target = match a[3] {
+                0 => pid,
+                t => ProcessId::from_arg(t).ok_or(Error::InvalidArgument)?,
+            };
+            let point_name = read_str(a[1], a[2], MAX_POINT_NAME)?;
+            let point = abi::graft_point(&point_name).ok_or(Error::NoSuchPoint)?;
+            let g = runtime::graft(id).filter(|g| g.owner == pid).ok_or(Error::NoSuchGraft)?;
+            if g.point.name != point.name {
+                return Err(Error::WrongPoint);
+            }
+            // Only for itself or a running child: an exited child holds no slot.
+            match task::child_state(pid, target) {
+                _ if target == pid => {}
+                task::ChildState::Running => {}
+                task::ChildState::Exited => return Err(Error::NoSuchProcess),
+                task::ChildState::NotAChild => return Err(Error::PermissionDenied),
+            }
+            runtime::attach_for(pid, id, target).map(|()| 0).map_err(attach_error)
+        }
+        Sys::GraftDetach => runtime::detach(me()?, GraftId(arg_u32(a[0])?)).map(|()| 0).map_err(attach_error),
+        Sys::GraftStats => {
+            let pid = me()?;
+            let g = runtime::graft(GraftId(arg_u32(a[0])?)).filter(|g| g.owner == pid).ok_or(Error::NoSuchGraft)?;
+            let s = g.stats();
+            let mut out = GraftStats {
+                id: g.id.0,
+                attached: u32::from(g.is_attached()),
+                point: g.point.index as u32,
+                calls: s.calls,
+                commits: s.commits,
+                fuel_used: s.fuel_used,
+                ..GraftStats::default()
+            };
+            for (reason, n) in s.aborts {
+                if let Some(slot) = out.aborts.get_mut(reason.code() as usize) {
+                    *slot += n;
+                }
+            }
+            let size = core::mem::size_of::<GraftStats>();
+            if a[2] < size as u64 {
+                return Err(Error::BufferTooSmall);
+            }
+            // SAFETY: GraftStats is plain old data (repr(C), integers only, no padding holes left uninitialised: `_pad` is a field).
+            let bytes = unsafe { core::slice::from_raw_parts(&out as *const GraftStats as *const u8, size) };
+            copy_to_user(a[1], bytes)?;
+            Ok(size as u64)
+        }
+        Sys::GraftList => {
+            let pid = me()?;
+            let ids = runtime::grafts_of(pid);
+            let n = ids.len().min(usize::try_from(a[1]).unwrap_or(usize::MAX));
+            let mut out = Vec::new();
+            out.try_reserve_exact(n * 4).map_err(|_| Error::NoMemory)?;
+            for id in &ids[..n] {
+                out.extend_from_slice(&id.0.to_le_bytes());
+            }
+            copy_to_user(a[0], &out)?;
+            Ok(n as u64)
+        }
+        _ => Err(Error::NoSys),
+    }
+}
+
+fn attach_error(e: AttachError) -> Error {
+    match e {
+        AttachError::NoSuchGraft(_) | AttachError::NotOwner(_) => Error::NoSuchGraft,
+        AttachError::SlotTaken { .. } => Error::SlotTaken,
+        AttachError::NotAttached => Error::NotAttached,
+    }
+}
+
+fn load(a: [u64; 6]) -> Result<u64, Error> {
+    let pid = me()?;
+    // Copy at most the kernel's limit; a larger blob is refused by `load` with its size.
+    let len = a[1].min(runtime::MAX_KERNEL_BLOB as u64 + 1);
+    let blob = read_vec(a[0], len, runtime::MAX_KERNEL_BLOB as u64 + 1)?;
+    match runtime::load(pid, &blob) {
+        Ok(id) => Ok(u64::from(id.0)),
+        Err(e) => {
+            let err = match &e {
+                LoadError::Decode(_) | LoadError::TooLarge(_) => Error::BadBlob,
+                LoadError::Verify(_) => Error::Rejected,
+                LoadError::Unimplemented(_) => Error::Unsupported,
+                LoadError::TooMany => Error::TooMany,
+                LoadError::Compile(_) => Error::NoMemory,
+            };
+            // The log is a courtesy: a log buffer that cannot be written never hides the
+            // load's own error.
+            if a[3] > 0 && uaccess::check_range(a[2], a[3]).is_ok() {
+                let log = alloc::format!("{e}");
+                let n = log.len().min(usize::try_from(a[3]).unwrap_or(usize::MAX));
+                let _ = copy_to_user(a[2], &log.as_bytes()[..n]);
+            }
+            Err(err)
+        }
+    }
+}
