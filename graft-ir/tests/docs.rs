@@ -29,13 +29,15 @@ fn aborts() -> String {
 }
 
 fn abi() -> String {
-    let mut s = String::from("### Graft points\n\n");
+    let mut s = String::from("### Graft points\n\nThe full reference, field by field, is `docs/graft-points.md` (generated from the same rows).\n\n");
     for p in GRAFT_POINTS {
         let params: Vec<String> = p.params.iter().map(|x| format!("{}: {}", x.name, x.ty)).collect();
         writeln!(s, "#### `{}({}) -> {}`\n\n{}\n", p.name, params.join(", "), p.ret, p.doc).unwrap();
         for (i, r) in p.regions.iter().enumerate() {
             let rights = if r.rights == Rights::ReadOnly { "read-only" } else { "read/write" };
-            writeln!(s, "- region `r{}` `{}` ({rights}): {}", i + 1, r.name, r.doc).unwrap();
+            let fields: Vec<String> = r.fields.iter().map(|f| format!("{}: {} @{}", f.name, f.ty.name(), f.offset)).collect();
+            let layout = if fields.is_empty() { String::from("bytes") } else { format!("records of {} bytes: {}", r.record_size, fields.join(", ")) };
+            writeln!(s, "- region `r{}` `{}` ({rights}; {layout}): {}", i + 1, r.name, r.doc).unwrap();
         }
         writeln!(s, "- result: {}; {}", p.result, p.validator.describe(p)).unwrap();
         let calls: Vec<String> = p.callables.iter().map(|c| format!("`{c}`")).collect();

@@ -41,7 +41,11 @@ fn reference() -> String {
                 (Extent::Capacity, true) => format!("its length / {} records of {} bytes", r.record_size, r.record_size),
                 (Extent::Capacity, false) => "any number of bytes".to_string(),
             };
-            writeln!(s, "### `r{}` `{}` ({rights}): {extent}\n\n{}.\n", i + 1, r.name, r.doc).unwrap();
+            let mut doc = r.doc.to_string();
+            if let Some(c) = doc.get(..1) {
+                doc.replace_range(..1, &c.to_uppercase());
+            }
+            writeln!(s, "### `r{}` `{}` ({rights}): {extent}\n\n{doc}.\n", i + 1, r.name).unwrap();
             if r.has_records() {
                 s.push_str("| field | offset | type | meaning |\n|---|---|---|---|\n");
                 for f in r.fields {

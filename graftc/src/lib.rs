@@ -112,7 +112,25 @@ pub fn compile(source: &str, options: Options) -> Result<Compiled, CompileError>
         return Err(CompileError::Internal { detail: internal.join("; "), log: None, ir });
     }
     match graft_ir::verify(module) {
-        Ok(verified) => Ok(Compiled { verified, warnings: diags.list }),
+        // The blob's size is the one load limit the verifier cannot see: check it as the
+        // kernel's loader would (`graft_ir::limits::MAX_BLOB_SIZE`).
+        Ok(verified) => match graft_ir::encode(verified.module()) {
+            Err(graft_ir::EncodeError::TooLarge { len }) => {
+                let mut list = diags.list;
+                list.push(
+                    Diagnostic::error(
+                        diag::Span::new(0, 0),
+                        format!(
+                            "the graft is too large for the kernel: its blob would be {len} bytes, more than the limit of {} bytes",
+                            graft_ir::limits::MAX_BLOB_SIZE
+                        ),
+                    )
+                    .note("graft-ir's limits bound the kernel's work per graft (graft_ir::limits)"),
+                );
+                Err(CompileError::Source(list))
+            }
+            _ => Ok(Compiled { verified, warnings: diags.list }),
+        },
         Err(log) if options.defer_import_rules && log.errors.iter().all(|e| e.rule == graft_ir::verifier::Rule::Imports) => {
             let module = Box::new(unverified.unwrap_or_default());
             Err(CompileError::Rejected { diagnostics: diags.list, log, module })

@@ -190,6 +190,8 @@ pub struct RunReport {
     pub fuel: u64,
     /// Writable buffers after the last call, by name.
     pub buffers: Vec<(&'static str, Vec<u8>)>,
+    /// The data region `r0` after the last call (kept after an abort, as in the kernel).
+    pub data: Vec<u8>,
     /// Values passed to `debug.trace`.
     pub trace: Vec<i64>,
     /// Locks still held when the call ended (released by commit or abort).
@@ -337,7 +339,7 @@ pub fn run(verified: &Verified, config: &RunConfig) -> Result<RunReport, RunSetu
         Engine::Interp => None,
     };
     let mut host = MockHost::default();
-    let mut report = RunReport { outcome: Err(AbortReason::HostContract), fuel_used: 0, fuel, buffers: Vec::new(), trace: Vec::new(), locks_released: 0, allocations_freed: 0 };
+    let mut report = RunReport { outcome: Err(AbortReason::HostContract), fuel_used: 0, fuel, buffers: Vec::new(), data: Vec::new(), trace: Vec::new(), locks_released: 0, allocations_freed: 0 };
     for _ in 0..config.calls.max(1) {
         // What an abort puts back: the buffers (not the data region `r0`) and the callables'
         // state the transaction would undo.
@@ -381,6 +383,7 @@ pub fn run(verified: &Verified, config: &RunConfig) -> Result<RunReport, RunSetu
         .map(|(i, r)| (r.name, regions[i + 1].clone()))
         .collect();
     report.trace = host.trace.clone();
+    report.data = regions[0].clone();
     Ok(report)
 }
 
