@@ -65,6 +65,8 @@ pub enum ParseErrorKind {
     BadHex,
     /// A header line (`graft`, `resources`) given twice.
     DuplicateHeader(&'static str),
+    /// A required header line (`graft POINT`) missing: every printed module has it.
+    MissingHeader(&'static str),
     /// An instruction with a result that produces none, or the reverse.
     ResultMismatch {
         /// The opcode.
@@ -98,6 +100,7 @@ impl fmt::Display for ParseError {
             }
             ParseErrorKind::BadHex => f.write_str("data must be an even number of hex digits"),
             ParseErrorKind::DuplicateHeader(h) => write!(f, "`{h}` given twice"),
+            ParseErrorKind::MissingHeader(h) => write!(f, "the module has no `{h}` line (as in `graft vm.pick_victim`)"),
             ParseErrorKind::ResultMismatch { opcode, required: true } => {
                 write!(f, "`{opcode}` produces a value: write `vN = {opcode} ...`")
             }
@@ -442,6 +445,7 @@ impl Parser {
         loop {
             self.skip_newlines();
             let kw = match self.peek() {
+                Tok::Eof if !seen_graft => return self.error(ParseErrorKind::MissingHeader("graft")),
                 Tok::Eof => return Ok(m),
                 Tok::Ident(s) => s.clone(),
                 _ => return self.expected("`graft`, `resources`, `data`, `import` or `function`"),
