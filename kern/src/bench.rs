@@ -16,6 +16,7 @@ use crate::arch::{self, QemuExit};
 use crate::fs::ramdisk;
 use crate::graft::callables::LOCKS;
 use crate::graft::locks::{LockId, Owner};
+use crate::graft::points::{Record, ThreadCandidate};
 use crate::graft::runtime::{self, GraftId};
 use crate::graft::state::ProcessId;
 use crate::graft::txn::{Action, TxnLog};
@@ -113,6 +114,51 @@ fn dispatch_cost(point: &'static abi::GraftPoint, pid: ProcessId, args: &[DataVa
     })
 }
 
+/// Records per buffer of records, and bytes per byte buffer, in a fixture.
+const FIXTURE_RECORDS: usize = 8;
+const FIXTURE_BYTES: usize = 512;
+
+/// Arguments and buffers for one call of `point`, derived from its row: `FIXTURE_RECORDS`
+/// records in each buffer of records (field `j` of record `i` holds a small value that varies
+/// with both, laid out per the row), `FIXTURE_BYTES` bytes in a byte buffer; a count parameter
+/// equals its buffer's count (as the kernel passes it), handles name object 1, other values 0.
+fn fixture(point: &abi::GraftPoint) -> (Vec<DataValue>, Vec<Vec<u8>>) {
+    let mut args: Vec<DataValue> = point
+        .params
+        .iter()
+        .map(|p| match p.ty {
+            graft_ir::Type::Handle(k) => DataValue::Handle(k, 1),
+            t => DataValue::from_bits(t, 0),
+        })
+        .collect();
+    let mut bufs = Vec::new();
+    for spec in point.regions {
+        let (count, buf) = if spec.has_records() {
+            let size = spec.record_size as usize;
+            let mut buf = alloc::vec![0u8; FIXTURE_RECORDS * size];
+            for (i, rec) in buf.chunks_exact_mut(size).enumerate() {
+                for (j, f) in spec.fields.iter().enumerate() {
+                    let v = ((i * 7 + j * 5) % 13) as u64 * 1000 + i as u64;
+                    let (o, w) = (f.offset as usize, f.ty.size() as usize);
+                    if let Some(dst) = rec.get_mut(o..o + w) {
+                        dst.copy_from_slice(&v.to_le_bytes()[..w]);
+                    }
+                }
+            }
+            (FIXTURE_RECORDS, buf)
+        } else {
+            (FIXTURE_BYTES, alloc::vec![0x5au8; FIXTURE_BYTES])
+        };
+        if let abi::Extent::Param(k) = spec.extent {
+            if let Some(a) = args.get_mut(k) {
+                *a = DataValue::from_bits(a.ty(), count as u64);
+            }
+        }
+        bufs.push(buf);
+    }
+    (args, bufs)
+}
+
 struct Row {
     what: &'static str,
     ours: String,
@@ -121,14 +167,14 @@ struct Row {
 
 pub fn run() -> ! {
     kprintln!("bench: measuring (guest instructions; QEMU -icount shift=0)");
-    let sched = abi::graft_point("sched.pick_next").expect("point");
+    let sched = &abi::GRAFT_POINTS[abi::point::SCHED_PICK_NEXT];
     let pid = ProcessId(900);
     let plain = ProcessId(901);
     let mut rows: Vec<Row> = Vec::new();
     let mut row = |what, ours: String, vino| rows.push(Row { what, ours, vino });
 
     // The kernel's default, called directly.
-    let mut threads = [0u8; 24 * 4];
+    let mut threads = [0u8; ThreadCandidate::SIZE * 4];
     let direct = measure(N, || {
         black_box(default_pick(black_box(&mut [&mut threads[..]])));
     });
@@ -217,32 +263,15 @@ pub fn run() -> ! {
             row(what, String::from("(not loadable yet: needs the file system's callables)"), vino);
             continue;
         };
-        let g = runtime::graft(id).expect("just loaded");
+        let Some(g) = runtime::graft(id) else {
+            row(what, String::from("(unloaded under us)"), vino);
+            continue;
+        };
         let point = g.point;
         let _ = runtime::attach(p, id);
-        let cost = match point.name {
-            "vm.pick_victim" => {
-                let mut cands = [0u8; 16 * 8];
-                for (i, rec) in cands.chunks_mut(16).enumerate() {
-                    rec[8..12].copy_from_slice(&((i as u32 % 3) * 5).to_le_bytes());
-                    rec[12..16].copy_from_slice(&(i as u32 * 7).to_le_bytes());
-                }
-                dispatch_cost(point, p, &[DataValue::I32(8)], &mut [&mut cands[..]])
-            }
-            "sched.pick_next" => {
-                let mut t = [0u8; 24 * 4];
-                for (i, rec) in t.chunks_mut(24).enumerate() {
-                    rec[0..4].copy_from_slice(&(i as u32 + 7).to_le_bytes());
-                    rec[8..16].copy_from_slice(&(1000u64 * (4 - i as u64)).to_le_bytes());
-                }
-                dispatch_cost(point, p, &[DataValue::I32(4)], &mut [&mut t[..]])
-            }
-            _ => {
-                let mut buf = [0x5au8; 512];
-                let args = [DataValue::Handle(graft_ir::HandleKind::File, 1), DataValue::I64(0), DataValue::I32(512)];
-                dispatch_cost(point, p, &args, &mut [&mut buf[..]])
-            }
-        };
+        let (args, mut bufs) = fixture(point);
+        let mut slices: Vec<&mut [u8]> = bufs.iter_mut().map(|b| &mut b[..]).collect();
+        let cost = dispatch_cost(point, p, &args, &mut slices);
         let s = g.stats();
         let note = if s.total_aborts() > 0 { " (aborted!)" } else { "" };
         row(what, alloc::format!("{}{note}, {} B code", cost.saturating_sub(empty_cost), g.code_size()), vino);
