@@ -3,12 +3,7 @@
 use core::alloc::{GlobalAlloc, Layout};
 use core::fmt;
 
-use ::x86_64::registers::control::Cr3;
-use ::x86_64::structures::paging::mapper::{MapToError, MapperFlush, TranslateResult, UnmapError};
-use ::x86_64::structures::paging::{
-    FrameAllocator as X86FrameAllocator, FrameDeallocator, Mapper, OffsetPageTable, Page,
-    PageTable, PageTableFlags, PhysFrame, Size4KiB, Translate,
-};
+use ::x86_64::structures::paging::PhysFrame;
 use ::x86_64::{PhysAddr, VirtAddr};
 use bootloader_api::info::{MemoryRegionKind, MemoryRegions};
 use buddy_system_allocator::{Heap, LockedHeapWithRescue};
@@ -17,12 +12,12 @@ use spin::{Mutex, Once};
 use super::frame::{FrameAllocator, FrameError, FrameLinks, FrameStats};
 use super::{PAGE_SIZE, grow};
 use crate::arch;
+pub use crate::arch::paging::{MapError, PageInfo, Rights};
+use crate::arch::paging::{self, FrameSource, Root};
 
-static PHYS_OFFSET: Once<u64> = Once::new();
-
-/// The virtual address at which physical address `phys` is mapped.
+/// The virtual address at which physical address `phys` is mapped (the physical window).
 pub fn phys_to_virt(phys: PhysAddr) -> VirtAddr {
-    VirtAddr::new(PHYS_OFFSET.get().expect("memory::init has run") + phys.as_u64())
+    paging::phys_to_virt(phys)
 }
 
 /// Free-list links live in the first word of each free frame, reached through the physical map.
@@ -54,133 +49,60 @@ pub fn frame_stats() -> FrameStats {
     arch::without_interrupts(|| FRAMES.lock().stats())
 }
 
-/// Adapter so the `x86_64` crate's mapper can take page-table frames from our allocator.
-struct PageTableFrames;
+/// The frame allocator as page-table code sees it (frames for intermediate tables).
+struct KernelFrames;
 
-// SAFETY: `alloc_frame` hands out each frame at most once until it is freed.
-unsafe impl X86FrameAllocator<Size4KiB> for PageTableFrames {
-    fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
+impl FrameSource for KernelFrames {
+    fn alloc(&self) -> Option<PhysFrame> {
         alloc_frame()
     }
-}
-
-impl FrameDeallocator<Size4KiB> for PageTableFrames {
-    unsafe fn deallocate_frame(&mut self, frame: PhysFrame<Size4KiB>) {
+    fn free(&self, frame: PhysFrame) {
         if let Err(e) = free_frame(frame) {
             log::error!("page-table frame: {e}");
         }
     }
 }
 
-static MAPPER: Once<Mutex<OffsetPageTable<'static>>> = Once::new();
+static KERNEL_FRAMES: KernelFrames = KernelFrames;
 
-fn mapper() -> &'static Mutex<OffsetPageTable<'static>> {
-    MAPPER.get().expect("memory::init has run")
+/// Maps the kernel page at `va` to `frame` with `rights`.
+pub fn map(va: VirtAddr, frame: PhysFrame, rights: Rights) -> Result<(), MapError> {
+    paging::map(kernel_root(), va, frame, rights)
 }
 
-/// Why a mapping operation failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MapError {
-    /// No free frame for the page or for an intermediate page table.
-    OutOfFrames,
-    /// The page is already mapped (to the given frame).
-    AlreadyMapped(VirtAddr),
-    /// The page is not mapped.
-    NotMapped(VirtAddr),
-    /// The page is part of a huge-page mapping, which these functions do not split.
-    HugePage(VirtAddr),
+/// Unmaps the kernel page at `va` and returns the frame it was mapped to (the caller decides
+/// whether to free it).
+pub fn unmap(va: VirtAddr) -> Result<PhysFrame, MapError> {
+    paging::unmap(kernel_root(), va)
 }
 
-impl fmt::Display for MapError {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        match self {
-            MapError::OutOfFrames => write!(f, "out of physical frames"),
-            MapError::AlreadyMapped(v) => write!(f, "page {:#x} is already mapped", v.as_u64()),
-            MapError::NotMapped(v) => write!(f, "page {:#x} is not mapped", v.as_u64()),
-            MapError::HugePage(v) => write!(f, "page {:#x} is inside a huge page", v.as_u64()),
-        }
-    }
+/// Changes the rights of a mapped kernel page.
+pub fn protect(va: VirtAddr, rights: Rights) -> Result<(), MapError> {
+    paging::protect(kernel_root(), va, rights)
 }
 
-fn flush(f: MapperFlush<Size4KiB>) {
-    f.flush();
-}
-
-/// Maps `page` to `frame` with `flags` (PRESENT is added).
-pub fn map(page: Page, frame: PhysFrame, flags: PageTableFlags) -> Result<(), MapError> {
-    let va = page.start_address();
-    arch::without_interrupts(|| {
-        let mut m = mapper().lock();
-        // SAFETY: callers map frames they own (fresh from the allocator, or device memory); mapping never aliases kernel data because only unmapped pages can be mapped here.
-        match unsafe { m.map_to(page, frame, flags | PageTableFlags::PRESENT, &mut PageTableFrames) } {
-            Ok(f) => {
-                flush(f);
-                Ok(())
-            }
-            Err(MapToError::FrameAllocationFailed) => Err(MapError::OutOfFrames),
-            Err(MapToError::PageAlreadyMapped(_)) => Err(MapError::AlreadyMapped(va)),
-            Err(MapToError::ParentEntryHugePage) => Err(MapError::HugePage(va)),
-        }
-    })
-}
-
-/// Unmaps `page` and returns the frame it was mapped to (the caller decides whether to free it).
-pub fn unmap(page: Page) -> Result<PhysFrame, MapError> {
-    let va = page.start_address();
-    arch::without_interrupts(|| {
-        let mut m = mapper().lock();
-        match m.unmap(page) {
-            Ok((frame, f)) => {
-                flush(f);
-                Ok(frame)
-            }
-            Err(UnmapError::PageNotMapped) => Err(MapError::NotMapped(va)),
-            Err(UnmapError::ParentEntryHugePage) => Err(MapError::HugePage(va)),
-            Err(UnmapError::InvalidFrameAddress(_)) => Err(MapError::NotMapped(va)),
-        }
-    })
-}
-
-/// Changes the flags of a mapped page.
-pub fn update_flags(page: Page, flags: PageTableFlags) -> Result<(), MapError> {
-    let va = page.start_address();
-    arch::without_interrupts(|| {
-        let mut m = mapper().lock();
-        // SAFETY: changing the rights of a page the caller owns does not break memory safety of code that respects those rights; callers own the pages they change.
-        match unsafe { m.update_flags(page, flags | PageTableFlags::PRESENT) } {
-            Ok(f) => {
-                flush(f);
-                Ok(())
-            }
-            Err(_) => Err(MapError::NotMapped(va)),
-        }
-    })
-}
-
-/// The frame and flags `addr` is mapped with, if any.
-pub fn translate(addr: VirtAddr) -> Option<(PhysAddr, PageTableFlags)> {
-    arch::without_interrupts(|| match mapper().lock().translate(addr) {
-        TranslateResult::Mapped { frame, offset, flags } => Some((frame.start_address() + offset, flags)),
-        _ => None,
-    })
+/// What the kernel address `addr` is mapped to, if anything.
+pub fn query(addr: VirtAddr) -> Option<PageInfo> {
+    paging::query(kernel_root(), addr)
 }
 
 /// Maps fresh, zeroed frames over `[start, start + len)`.
-pub fn map_fresh(start: VirtAddr, len: u64, flags: PageTableFlags) -> Result<(), MapError> {
-    let first = Page::<Size4KiB>::containing_address(start);
-    let last = Page::<Size4KiB>::containing_address(start + (len.max(1) - 1));
-    for page in Page::range_inclusive(first, last) {
+pub fn map_fresh(start: VirtAddr, len: u64, rights: Rights) -> Result<(), MapError> {
+    let first = start.align_down(PAGE_SIZE).as_u64();
+    let pages = (start.as_u64() - first + len.max(1)).div_ceil(PAGE_SIZE);
+    for i in 0..pages {
+        let va = VirtAddr::new(first + i * PAGE_SIZE);
         let mapped = alloc_frame().ok_or(MapError::OutOfFrames).and_then(|frame| {
             // SAFETY: the frame is fresh from the allocator and reached through the physical map.
             unsafe { core::ptr::write_bytes(phys_to_virt(frame.start_address()).as_mut_ptr::<u8>(), 0, PAGE_SIZE as usize) };
-            map(page, frame, flags).inspect_err(|_| {
+            map(va, frame, rights).inspect_err(|_| {
                 let _ = free_frame(frame);
             })
         });
         if let Err(e) = mapped {
             // Give back what this call mapped: a failure (out of memory) loses no frames.
-            for done in Page::range(first, page) {
-                if let Ok(frame) = unmap(done) {
+            for j in 0..i {
+                if let Ok(frame) = unmap(VirtAddr::new(first + j * PAGE_SIZE)) {
                     let _ = free_frame(frame);
                 }
             }
@@ -215,9 +137,8 @@ impl Window {
 /// Finds an unused level-4 entry in the higher half: our windows can never collide with what the
 /// bootloader mapped (kernel image, stack, physical memory).
 fn reserve_l4_slot(taken: &mut [bool; 512]) -> Option<VirtAddr> {
-    // SAFETY: CR3 holds the active level-4 table, mapped through the physical window.
-    let table = unsafe { &*phys_to_virt(Cr3::read().0.start_address()).as_ptr::<PageTable>() };
-    let slot = (256..512).find(|&i| table[i].is_unused() && !taken[i])?;
+    let root = Root::active();
+    let slot = (256..512).find(|&i| root.slot_unused(i) && !taken[i])?;
     taken[slot] = true;
     // Sign-extend bit 47 for the canonical higher-half address.
     Some(VirtAddr::new(0xFFFF_0000_0000_0000 | ((slot as u64) << 39)))
@@ -264,8 +185,7 @@ impl ExecCode {
 impl Drop for ExecCode {
     fn drop(&mut self) {
         for i in 0..self.pages {
-            let page = Page::<Size4KiB>::containing_address(self.base + i * PAGE_SIZE);
-            match unmap(page) {
+            match unmap(self.base + i * PAGE_SIZE) {
                 Ok(frame) => {
                     if let Err(e) = free_frame(frame) {
                         log::error!("freeing code frame: {e}");
@@ -284,7 +204,7 @@ pub fn map_stack(len: u64) -> Result<(u64, u64), MapError> {
     let pages = len.div_ceil(PAGE_SIZE);
     // A guard page below the stack (the window's next page) and one after it.
     let bottom = CODE.lock().reserve(pages + 1, 1)? + PAGE_SIZE;
-    map_fresh(VirtAddr::new(bottom), pages * PAGE_SIZE, PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE)?;
+    map_fresh(VirtAddr::new(bottom), pages * PAGE_SIZE, Rights::KERNEL_DATA)?;
     Ok((bottom, bottom + pages * PAGE_SIZE))
 }
 
@@ -311,7 +231,7 @@ impl Drop for KernelStack {
     fn drop(&mut self) {
         let mut va = self.bottom;
         while va < self.top {
-            if let Ok(frame) = unmap(Page::containing_address(VirtAddr::new(va))) {
+            if let Ok(frame) = unmap(VirtAddr::new(va)) {
                 let _ = free_frame(frame);
             }
             va += PAGE_SIZE;
@@ -325,13 +245,12 @@ pub fn publish_code(code: &[u8]) -> Result<ExecCode, MapError> {
     let pages = (code.len().max(1) as u64).div_ceil(PAGE_SIZE);
     // One unmapped guard page between consecutive code blobs.
     let base = VirtAddr::new(CODE.lock().reserve(pages, 1)?);
-    map_fresh(base, pages * PAGE_SIZE, PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE)?;
+    map_fresh(base, pages * PAGE_SIZE, Rights::KERNEL_DATA)?;
     // SAFETY: the range was just mapped writable for us alone.
     unsafe { core::ptr::copy_nonoverlapping(code.as_ptr(), base.as_mut_ptr::<u8>(), code.len()) };
     let exec = ExecCode { base, len: code.len(), pages };
     for i in 0..pages {
-        // Read-only and executable: PRESENT only (update_flags adds it), no WRITABLE, no NX.
-        update_flags(Page::containing_address(base + i * PAGE_SIZE), PageTableFlags::empty())?;
+        protect(base + i * PAGE_SIZE, Rights::KERNEL_CODE)?;
     }
     Ok(exec)
 }
@@ -341,11 +260,9 @@ pub fn map_mmio(phys: PhysAddr, len: u64) -> Result<VirtAddr, MapError> {
     let offset = phys.as_u64() % PAGE_SIZE;
     let pages = (offset + len).div_ceil(PAGE_SIZE);
     let base = MMIO.lock().reserve(pages, 0)?;
-    let flags = PageTableFlags::WRITABLE | PageTableFlags::NO_CACHE | PageTableFlags::WRITE_THROUGH | PageTableFlags::NO_EXECUTE;
     for i in 0..pages {
-        let page = Page::containing_address(VirtAddr::new(base + i * PAGE_SIZE));
         let frame = PhysFrame::containing_address(phys + i * PAGE_SIZE);
-        map(page, frame, flags)?;
+        map(VirtAddr::new(base + i * PAGE_SIZE), frame, Rights::DEVICE)?;
     }
     Ok(VirtAddr::new(base + offset))
 }
@@ -383,8 +300,7 @@ fn grow_heap(heap: &mut Heap<32>, layout: &Layout) {
     let Some(new_top) = grow::new_heap_top(cur, layout.size(), layout.align()).filter(|&t| t <= end) else {
         return;
     };
-    let flags = PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE;
-    if let Err(e) = map_fresh(VirtAddr::new(cur), new_top - cur, flags) {
+    if let Err(e) = map_fresh(VirtAddr::new(cur), new_top - cur, Rights::KERNEL_DATA) {
         log::warn!("heap growth by {} KiB failed: {e}", (new_top - cur) / 1024);
         return;
     }
@@ -414,22 +330,10 @@ static HEAP_BASE: Once<u64> = Once::new();
 
 /// The kernel's own level-4 table (the one the bootloader made), whose higher half every user
 /// address space shares.
-static KERNEL_P4: Once<PhysFrame> = Once::new();
+static KERNEL_ROOT: Once<Root> = Once::new();
 
-pub fn kernel_p4() -> PhysFrame {
-    *KERNEL_P4.get().expect("memory::init has run")
-}
-
-/// Runs `f` on the page tables rooted at `p4` (any address space, active or not).
-pub(super) fn with_tables<R>(p4: PhysFrame, f: impl FnOnce(&mut OffsetPageTable<'static>, &mut dyn X86FrameAllocator<Size4KiB>) -> R) -> R {
-    arch::without_interrupts(|| {
-        // SAFETY: `p4` is a level-4 table owned by an address space (or the kernel's), reached through the physical window; the kernel lock below serialises all page-table edits.
-        let table = unsafe { &mut *phys_to_virt(p4.start_address()).as_mut_ptr::<PageTable>() };
-        let _guard = mapper().lock();
-        // SAFETY: as above; the offset is the physical window's.
-        let mut pt = unsafe { OffsetPageTable::new(table, VirtAddr::new(*PHYS_OFFSET.get().expect("init"))) };
-        f(&mut pt, &mut PageTableFrames)
-    })
+pub fn kernel_root() -> Root {
+    *KERNEL_ROOT.get().expect("memory::init has run")
 }
 
 /// Errors that stop memory initialisation (and so the boot).
@@ -452,7 +356,8 @@ impl fmt::Display for InitError {
 
 pub fn init(phys_offset: Option<u64>, regions: &MemoryRegions) -> Result<(), InitError> {
     let offset = phys_offset.ok_or(InitError::NoPhysicalMemoryMapping)?;
-    PHYS_OFFSET.call_once(|| offset);
+    paging::init(offset, &KERNEL_FRAMES);
+    KERNEL_ROOT.call_once(Root::active);
     {
         let mut frames = FRAMES.lock();
         let mut usable: heapless_regions::Sorted = heapless_regions::Sorted::new();
@@ -465,11 +370,6 @@ pub fn init(phys_offset: Option<u64>, regions: &MemoryRegions) -> Result<(), Ini
             }
         }
     }
-    // SAFETY: CR3 holds the active level-4 table; the physical window maps it at `offset`, and this is the only `OffsetPageTable` ever made for it.
-    let l4 = unsafe { &mut *phys_to_virt(Cr3::read().0.start_address()).as_mut_ptr::<PageTable>() };
-    // SAFETY: `offset` is where the bootloader mapped all of physical memory.
-    MAPPER.call_once(|| Mutex::new(unsafe { OffsetPageTable::new(l4, VirtAddr::new(offset)) }));
-
     let mut taken = [false; 512];
     let heap = reserve_l4_slot(&mut taken).ok_or(InitError::NoFreeAddressSpace)?;
     let mmio = reserve_l4_slot(&mut taken).ok_or(InitError::NoFreeAddressSpace)?;
@@ -479,15 +379,13 @@ pub fn init(phys_offset: Option<u64>, regions: &MemoryRegions) -> Result<(), Ini
     // User address spaces copy the kernel's level-4 entries when they are made: create the
     // tables under every window now, so that later mappings there are seen by all spaces.
     for window in [mmio, code] {
-        let page = Page::<Size4KiB>::containing_address(window);
-        map_fresh(window, PAGE_SIZE, PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE).map_err(InitError::Map)?;
-        let frame = unmap(page).map_err(InitError::Map)?;
+        map_fresh(window, PAGE_SIZE, Rights::KERNEL_DATA).map_err(InitError::Map)?;
+        let frame = unmap(window).map_err(InitError::Map)?;
         let _ = free_frame(frame);
     }
-    KERNEL_P4.call_once(|| Cr3::read().0);
 
     let base = heap.as_u64();
-    map_fresh(heap, INITIAL_HEAP, PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE).map_err(InitError::Map)?;
+    map_fresh(heap, INITIAL_HEAP, Rights::KERNEL_DATA).map_err(InitError::Map)?;
     HEAP_BASE.call_once(|| base);
     *HEAP_TOP.lock() = (base + INITIAL_HEAP, base + (1 << 39));
     // SAFETY: the initial heap range was just mapped and is used by nothing else.
@@ -534,6 +432,12 @@ mod ktests {
     use super::*;
     use crate::{check, check_eq, ktest};
 
+    /// Test-and-clear of the accessed and dirty bits of a kernel page.
+    fn paging_bits(va: VirtAddr) -> (Option<bool>, Option<bool>) {
+        let root = kernel_root();
+        (crate::arch::paging::take_accessed(root, va), crate::arch::paging::take_dirty(root, va))
+    }
+
     ktest! {
         fn frame_alloc_free_round_trip() -> TestResult {
             let before = frame_stats();
@@ -558,27 +462,34 @@ mod ktests {
 
         fn map_write_read_unmap() -> TestResult {
             let base = MMIO.lock().next; // an unused address inside a kernel window
-            let page = Page::<Size4KiB>::containing_address(VirtAddr::new(base + (1 << 30)));
+            let va = VirtAddr::new(base + (1 << 30));
             let frame = alloc_frame().expect("a free frame");
-            check!(map(page, frame, PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE).is_ok());
-            check_eq!(map(page, frame, PageTableFlags::WRITABLE), Err(MapError::AlreadyMapped(page.start_address())));
-            let ptr = page.start_address().as_mut_ptr::<u64>();
+            check!(map(va, frame, Rights::KERNEL_DATA).is_ok());
+            check_eq!(map(va, frame, Rights::KERNEL_DATA), Err(MapError::AlreadyMapped(va)));
+            let ptr = va.as_mut_ptr::<u64>();
             // SAFETY: the page was just mapped writable and nothing else uses it.
             unsafe { ptr.write_volatile(0x1234_5678_9abc_def0) };
             // Read back through the physical window: the write reached the frame we mapped.
             // SAFETY: the frame is ours and mapped through the physical window.
             let via_phys = unsafe { phys_to_virt(frame.start_address()).as_ptr::<u64>().read_volatile() };
             check_eq!(via_phys, 0x1234_5678_9abc_def0);
-            check_eq!(translate(page.start_address()).map(|(p, _)| p), Some(frame.start_address()));
-            check!(update_flags(page, PageTableFlags::NO_EXECUTE).is_ok());
-            let flags = translate(page.start_address()).map(|(_, f)| f).unwrap_or(PageTableFlags::empty());
-            check!(!flags.contains(PageTableFlags::WRITABLE));
-            check_eq!(unmap(page), Ok(frame));
-            check_eq!(translate(page.start_address()), None);
-            check_eq!(unmap(page), Err(MapError::NotMapped(page.start_address())));
+            let info = query(va);
+            check_eq!(info.map(|i| i.phys), Some(frame.start_address()));
+            check!(info.is_some_and(|i| i.accessed && i.dirty), "the write set neither accessed nor dirty: {info:?}");
+            check_eq!(paging_bits(va), (Some(true), Some(true)));
+            check_eq!(paging_bits(va), (Some(false), Some(false)));
+            // SAFETY: still mapped writable and ours.
+            check_eq!(unsafe { ptr.read_volatile() }, 0x1234_5678_9abc_def0);
+            check_eq!(paging_bits(va), (Some(true), Some(false)));
+            check!(protect(va, Rights { write: false, ..Rights::KERNEL_DATA }).is_ok());
+            check!(query(va).is_some_and(|i| !i.rights.write && !i.rights.exec));
+            check_eq!(unmap(va), Ok(frame));
+            check_eq!(query(va), None);
+            check_eq!(paging_bits(va), (None, None));
+            check_eq!(unmap(va), Err(MapError::NotMapped(va)));
             // The page is gone: reading it faults, and the fault is recovered and reported.
-            let fault = crate::arch::probe_read_u64(page.start_address().as_u64());
-            check_eq!(fault.map_err(|f| f.addr), Err(page.start_address().as_u64()));
+            let fault = crate::arch::probe_read_u64(va.as_u64());
+            check_eq!(fault.map_err(|f| f.addr), Err(va.as_u64()));
             check!(free_frame(frame).is_ok());
             Ok(())
         }
@@ -586,16 +497,16 @@ mod ktests {
         fn published_code_is_executable_and_never_writable() -> TestResult {
             // mov eax, 42; ret
             let code = publish_code(&[0xB8, 42, 0, 0, 0, 0xC3]).expect("publish");
-            let (_, flags) = translate(code.base()).expect("mapped");
-            check!(!flags.contains(PageTableFlags::WRITABLE), "code page is writable: {flags:?}");
-            check!(!flags.contains(PageTableFlags::NO_EXECUTE), "code page is not executable: {flags:?}");
+            let rights = query(code.base()).expect("mapped").rights;
+            check!(!rights.write, "code page is writable: {rights:?}");
+            check!(rights.exec, "code page is not executable: {rights:?}");
             // SAFETY: the bytes are a complete function returning 42 under the C ABI.
             let f: extern "C" fn() -> u32 = unsafe { core::mem::transmute(code.base().as_u64()) };
             check_eq!(f(), 42);
             let frames_before = frame_stats().allocated;
             let base = code.base();
             drop(code);
-            check_eq!(translate(base), None);
+            check_eq!(query(base), None);
             check_eq!(frame_stats().allocated, frames_before - 1);
             Ok(())
         }

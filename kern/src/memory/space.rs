@@ -3,16 +3,15 @@
 //! process's pages, all owned by the space and freed with it.
 use alloc::collections::BTreeMap;
 
-use ::x86_64::registers::control::{Cr3, Cr3Flags};
-use ::x86_64::structures::paging::mapper::{MapToError, TranslateResult};
-use ::x86_64::structures::paging::{Mapper, Page, PageTable, PageTableFlags, PhysFrame, Size4KiB, Translate};
+use ::x86_64::structures::paging::PhysFrame;
 use ::x86_64::VirtAddr;
 
-use super::kernel::{alloc_frame, free_frame, kernel_p4, phys_to_virt, with_tables, MapError};
+use super::kernel::{alloc_frame, free_frame, kernel_root, phys_to_virt, MapError};
 use super::PAGE_SIZE;
+use crate::arch::paging::{self, PageInfo, Rights, Root};
 
 pub struct AddressSpace {
-    p4: PhysFrame,
+    root: Root,
     /// Every user page mapped, with its frame (owned by this space).
     pages: BTreeMap<u64, PhysFrame>,
 }
@@ -24,85 +23,65 @@ pub struct UserRights {
     pub exec: bool,
 }
 
+impl UserRights {
+    fn rights(self) -> Rights {
+        Rights { write: self.write, exec: self.exec, user: true, device: false }
+    }
+}
+
 impl AddressSpace {
     pub fn new() -> Result<AddressSpace, MapError> {
-        let p4 = alloc_frame().ok_or(MapError::OutOfFrames)?;
-        let kernel = kernel_p4();
-        // SAFETY: `p4` is a fresh frame we own; the kernel's table is only read.
-        unsafe {
-            let new = &mut *phys_to_virt(p4.start_address()).as_mut_ptr::<PageTable>();
-            let old = &*phys_to_virt(kernel.start_address()).as_ptr::<PageTable>();
-            for i in 0..256 {
-                new[i].set_unused();
-            }
-            for i in 256..512 {
-                new[i] = old[i].clone();
-            }
-        }
-        Ok(AddressSpace { p4, pages: BTreeMap::new() })
+        Ok(AddressSpace { root: Root::new_user(kernel_root())?, pages: BTreeMap::new() })
     }
 
     /// Maps a zeroed page at `va` (page-aligned, lower half); mapping an already mapped page
     /// only widens its rights. Returns its frame.
     pub fn map_page(&mut self, va: u64, rights: UserRights) -> Result<PhysFrame, MapError> {
-        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
-        let mut flags = PageTableFlags::PRESENT | PageTableFlags::USER_ACCESSIBLE;
-        if rights.write {
-            flags |= PageTableFlags::WRITABLE;
-        }
-        if !rights.exec {
-            flags |= PageTableFlags::NO_EXECUTE;
-        }
-        if let Some(&frame) = self.pages.get(&page.start_address().as_u64()) {
-            with_tables(self.p4, |pt, _| {
-                let old = match pt.translate(page.start_address()) {
-                    TranslateResult::Mapped { flags, .. } => flags,
-                    _ => PageTableFlags::empty(),
-                };
-                let mut merged = old | (flags & (PageTableFlags::WRITABLE));
-                if !flags.contains(PageTableFlags::NO_EXECUTE) {
-                    merged.remove(PageTableFlags::NO_EXECUTE);
-                }
-                // SAFETY: the page belongs to this space; widening rights of its own page.
-                if let Ok(f) = unsafe { pt.update_flags(page, merged) } {
-                    f.flush();
-                }
-            });
+        let page = va & !(PAGE_SIZE - 1);
+        let addr = VirtAddr::try_new(page).map_err(|_| MapError::NotMapped(VirtAddr::zero()))?;
+        if let Some(&frame) = self.pages.get(&page) {
+            if let Some(old) = paging::query(self.root, addr) {
+                let widened = Rights { write: old.rights.write || rights.write, exec: old.rights.exec || rights.exec, ..old.rights };
+                paging::protect(self.root, addr, widened)?;
+            }
             return Ok(frame);
         }
         let frame = alloc_frame().ok_or(MapError::OutOfFrames)?;
         // SAFETY: fresh frame, reached through the physical window.
         unsafe { core::ptr::write_bytes(phys_to_virt(frame.start_address()).as_mut_ptr::<u8>(), 0, PAGE_SIZE as usize) };
-        let parent = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::USER_ACCESSIBLE;
-        let r = with_tables(self.p4, |pt, frames| {
-            // SAFETY: a fresh frame mapped at a lower-half page of this space only.
-            unsafe { pt.map_to_with_table_flags(page, frame, flags, parent, frames) }.map(|f| f.flush())
-        });
-        match r {
+        match paging::map(self.root, addr, frame, rights.rights()) {
             Ok(()) => {
-                self.pages.insert(page.start_address().as_u64(), frame);
+                self.pages.insert(page, frame);
                 Ok(frame)
             }
             Err(e) => {
                 let _ = free_frame(frame);
-                Err(match e {
-                    MapToError::FrameAllocationFailed => MapError::OutOfFrames,
-                    MapToError::PageAlreadyMapped(_) => MapError::AlreadyMapped(page.start_address()),
-                    MapToError::ParentEntryHugePage => MapError::HugePage(page.start_address()),
-                })
+                Err(e)
             }
         }
+    }
+
+    /// The page at `va` as the tables describe it (rights, accessed, dirty), if mapped.
+    pub fn page_info(&self, va: u64) -> Option<PageInfo> {
+        paging::query(self.root, VirtAddr::try_new(va).ok()?)
+    }
+
+    /// Test-and-clear of the page's hardware accessed (referenced) bit.
+    pub fn take_accessed(&self, va: u64) -> Option<bool> {
+        paging::take_accessed(self.root, VirtAddr::try_new(va).ok()?)
+    }
+
+    /// Test-and-clear of the page's hardware dirty bit.
+    pub fn take_dirty(&self, va: u64) -> Option<bool> {
+        paging::take_dirty(self.root, VirtAddr::try_new(va).ok()?)
     }
 
     /// Unmaps and frees the page at `va`; false if it was not mapped.
     pub fn unmap_page(&mut self, va: u64) -> bool {
         let Some(frame) = self.pages.remove(&va) else { return false };
-        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
-        with_tables(self.p4, |pt, _| {
-            if let Ok((_, f)) = pt.unmap(page) {
-                f.flush();
-            }
-        });
+        if let Ok(addr) = VirtAddr::try_new(va) {
+            let _ = paging::unmap(self.root, addr);
+        }
         let _ = free_frame(frame);
         true
     }
@@ -138,19 +117,19 @@ impl AddressSpace {
 
     /// Makes this the active address space.
     pub fn activate(&self) {
-        // SAFETY: the table maps the kernel's higher half exactly as the current one does.
-        unsafe { Cr3::write(self.p4, Cr3Flags::empty()) };
+        // SAFETY: the space's higher half is the kernel's (`Root::new_user`).
+        unsafe { self.root.activate() };
     }
 
     pub fn is_active(&self) -> bool {
-        Cr3::read().0 == self.p4
+        self.root.is_active()
     }
 }
 
 /// Switches to the kernel's own address space (no user pages).
 pub fn activate_kernel_space() {
     // SAFETY: the kernel's table maps everything the kernel uses.
-    unsafe { Cr3::write(kernel_p4(), Cr3Flags::empty()) };
+    unsafe { kernel_root().activate() };
 }
 
 impl Drop for AddressSpace {
@@ -161,34 +140,7 @@ impl Drop for AddressSpace {
         for (_, frame) in core::mem::take(&mut self.pages) {
             let _ = free_frame(frame);
         }
-        // Free the lower half's page tables, then the level-4 table.
-        // SAFETY: the space is not active and nothing else uses its tables.
-        unsafe {
-            let p4 = &mut *phys_to_virt(self.p4.start_address()).as_mut_ptr::<PageTable>();
-            for i in 0..256 {
-                if let Ok(f3) = p4[i].frame() {
-                    free_table(f3, 3);
-                }
-                p4[i].set_unused();
-            }
-        }
-        let _ = free_frame(self.p4);
+        // SAFETY: the space is not active (switched away above) and nothing uses its tables.
+        unsafe { self.root.free_user() };
     }
-}
-
-/// Frees a page table of `level` (3, 2 or 1) and the tables below it (not the leaf frames).
-unsafe fn free_table(frame: PhysFrame, level: u8) {
-    if level > 1 {
-        // SAFETY: the caller owns the table; it is reached through the physical window.
-        let table = unsafe { &*phys_to_virt(frame.start_address()).as_ptr::<PageTable>() };
-        for e in table.iter() {
-            if e.flags().contains(PageTableFlags::PRESENT) && !e.flags().contains(PageTableFlags::HUGE_PAGE) {
-                if let Ok(f) = e.frame() {
-                    // SAFETY: a child table of a table we own.
-                    unsafe { free_table(f, level - 1) };
-                }
-            }
-        }
-    }
-    let _ = free_frame(frame);
 }

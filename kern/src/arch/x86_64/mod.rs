@@ -7,6 +7,7 @@ pub mod fixup;
 pub mod fwcfg;
 pub mod gdt;
 pub mod hooks;
+pub mod paging;
 pub mod serial;
 pub mod syscall;
 pub mod trap;
