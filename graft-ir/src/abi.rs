@@ -302,8 +302,13 @@ pub mod errors {
 const FILE: Type = Type::Handle(HandleKind::File);
 const LOCK: Type = Type::Handle(HandleKind::Lock);
 
-/// Every kernel callable; `CALLABLES[i].id == i`.
-pub static CALLABLES: &[Callable] = &[
+/// Every kernel callable; `CALLABLES[i].id == i`. Each has exactly one implementation, in
+/// `callables::IMPLEMENTATIONS` (checked when the crate compiles).
+pub static CALLABLES: &[Callable] = CALLABLE_TABLE;
+
+/// The same table as a `const`, so that registrations and import stubs can be checked
+/// against it at compile time.
+pub const CALLABLE_TABLE: &[Callable] = &[
     Callable { id: 0, name: "fs.file_size", params: &[FILE], ret: Some(Type::I64), cost: 8,
         importable: true, doc: "Size of the file in bytes." },
     Callable { id: 1, name: "fs.block_size", params: &[FILE], ret: Some(Type::I32), cost: 4,
@@ -496,7 +501,8 @@ pub const POINTS: &[GraftPoint] = &[
 /// Every graft point.
 pub static GRAFT_POINTS: &[GraftPoint] = POINTS;
 
-const fn str_eq(a: &str, b: &str) -> bool {
+/// `a == b`, usable in constants.
+pub const fn str_eq(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     if a.len() != b.len() {
         return false;
@@ -589,6 +595,15 @@ const _: () = {
             }
             Validator::ZeroOrNegative => {}
         }
+        i += 1;
+    }
+};
+
+// Each callable's `id` is its row.
+const _: () = {
+    let mut i = 0;
+    while i < CALLABLE_TABLE.len() {
+        assert!(CALLABLE_TABLE[i].id as usize == i);
         i += 1;
     }
 };

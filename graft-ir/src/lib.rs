@@ -37,6 +37,7 @@ pub mod abi;
 pub mod abort;
 pub mod binary;
 pub mod builder;
+pub mod callables;
 pub mod entity;
 pub mod interp;
 pub mod ir;

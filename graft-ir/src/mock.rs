@@ -1,136 +1,169 @@
-//! A deterministic in-memory [`Host`] implementing every callable of the ABI table, for the
-//! interpreter's tests and for differential tests of the JIT (which must see the same
-//! callables behave the same way).
+//! A deterministic in-memory model of the kernel's state for the callables
+//! ([`CallableState`]), with the one registration of every callable
+//! ([`crate::callables::IMPLEMENTATIONS`]) behind the interpreter's [`Host`]: what `graftc run`,
+//! the interpreter's tests and the differential tests of the JIT call. Argument checks, error
+//! codes and two-phase locking are the callables' own (shared with the kernel); what is
+//! modelled is only the state:
+//! - handles with raw value 0 name nothing (`CallableFailed(BAD_HANDLE)`);
+//! - file `f` is `f * 4096` bytes in 1024-byte blocks; block `b` is cached iff `b % 3 == 0`;
+//! - lock number `n` is `handle<lock>:n+1`; held locks are released by [`MockHost::end_call`];
+//! - `mem.alloc` hands out at most [`MockHost::MEM_BUDGET`] bytes in all, beyond which it
+//!   aborts `ResourceLimit`; `mem.free` frees at commit;
+//! - counters start at 0; `time.now` advances 1000 per call; `vm.page_referenced(a)` is bit 12
+//!   of `a`; `debug.trace` records its argument.
 //!
-//! Behaviour, chosen to exercise every way a callable can fail:
-//! - handles with raw value 0 are invalid (`CallableFailed(BAD_HANDLE)`);
-//! - `fs.file_size(f)` is `raw * 4096`; `fs.block_size` is 1024; `fs.block_cached(f, b)` is
-//!   `b % 3 == 0` and fails `BAD_ARGUMENT` for a negative block;
-//! - `lock.get(n)` for `0 <= n < 16` gives `handle<lock>:n+1`; acquiring a held lock or
-//!   releasing a free one fails `LOCK_STATE`;
-//! - `mem.alloc(n)` allocates from a budget of [`MockHost::MEM_BUDGET`] bytes, beyond which it
-//!   aborts `ResourceLimit`;
-//! - counters `0 <= n < 16` start at 0; `time.now` advances 1000 per call;
-//!   `vm.page_referenced(a)` is bit 12 of `a`; `debug.trace` records its argument.
+//! A host runner that models transactions calls [`MockHost::begin_call`] and
+//! [`MockHost::end_call`] around each call, as the kernel's dispatch begins and ends one.
 
 use alloc::vec::Vec;
 
 use crate::abi::{errors, Callable};
 use crate::abort::AbortReason;
+use crate::callables::{self, CallableState, FileHandle, LockHandle, COUNTERS, LOCKS_PER_PROCESS};
 use crate::interp::{DataValue, Host};
-use crate::types::HandleKind;
 
 /// See the module documentation.
 #[derive(Clone, Debug, Default)]
 pub struct MockHost {
     /// Values passed to `debug.trace`, in order.
     pub trace: Vec<i64>,
-    /// The 16 counters.
-    pub counters: [i64; 16],
-    /// Raw lock handles currently held.
+    /// The counters.
+    pub counters: [i64; COUNTERS],
+    /// Raw lock handles held by the call in progress.
     pub held: Vec<u64>,
     /// Live allocations: (number, size).
     pub allocations: Vec<(i32, i32)>,
+    /// Allocations `mem.free` freed, to be dropped at commit.
+    pub pending_frees: Vec<i32>,
     /// Next allocation number.
     pub next_alloc: i32,
     /// The clock.
     pub now: i64,
+    /// What an abort restores: the counters and the number of allocations at `begin_call`.
+    saved: Option<([i64; COUNTERS], usize)>,
+}
+
+/// What ending a call released or undid.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CallEnd {
+    /// Locks the call still held (two-phase locking releases them at the end).
+    pub locks_released: usize,
+    /// Allocations the call made, undone by an abort.
+    pub allocations_undone: usize,
+    /// Allocations freed at commit.
+    pub allocations_freed: usize,
 }
 
 impl MockHost {
     /// Bytes `mem.alloc` can hand out in total.
     pub const MEM_BUDGET: i64 = 64 * 1024;
+
+    /// A transaction begins: remember what an abort restores.
+    pub fn begin_call(&mut self) {
+        self.saved = Some((self.counters, self.allocations.len()));
+    }
+
+    /// The transaction ends: on commit the deferred frees happen; on abort the counters and
+    /// the call's allocations are undone and the deferred frees dropped. Either way the locks
+    /// are released.
+    pub fn end_call(&mut self, committed: bool) -> CallEnd {
+        let mut end = CallEnd { locks_released: self.held.len(), ..CallEnd::default() };
+        self.held.clear();
+        let frees = core::mem::take(&mut self.pending_frees);
+        if committed {
+            let before = self.allocations.len();
+            self.allocations.retain(|a| !frees.contains(&a.0));
+            end.allocations_freed = before - self.allocations.len();
+        } else if let Some((counters, allocs)) = self.saved {
+            self.counters = counters;
+            end.allocations_undone = self.allocations.len().saturating_sub(allocs);
+            self.allocations.truncate(allocs);
+        }
+        self.saved = None;
+        end
+    }
 }
 
-fn int(v: Option<&DataValue>) -> i64 {
-    v.map_or(0, |v| v.as_i64())
+fn bad_handle() -> AbortReason {
+    AbortReason::CallableFailed(errors::BAD_HANDLE)
 }
 
-fn handle(v: Option<&DataValue>) -> Result<u64, AbortReason> {
-    match v {
-        Some(DataValue::Handle(_, h)) if *h != 0 => Ok(*h),
-        _ => Err(AbortReason::CallableFailed(errors::BAD_HANDLE)),
+impl CallableState for MockHost {
+    fn counter(&mut self, n: usize) -> Result<i64, AbortReason> {
+        self.counters.get(n).copied().ok_or(AbortReason::CallableFailed(errors::BAD_ARGUMENT))
+    }
+    fn set_counter(&mut self, n: usize, _old: i64, new: i64) -> Result<(), AbortReason> {
+        let c = self.counters.get_mut(n).ok_or(AbortReason::CallableFailed(errors::BAD_ARGUMENT))?;
+        *c = new;
+        Ok(())
+    }
+    fn trace(&mut self, value: i64) {
+        self.trace.push(value);
+    }
+    fn now_ns(&mut self) -> i64 {
+        self.now += 1000;
+        self.now
+    }
+    fn memory_limit(&self) -> u64 {
+        Self::MEM_BUDGET as u64
+    }
+    fn alloc(&mut self, size: u32) -> Result<u32, AbortReason> {
+        let used: i64 = self.allocations.iter().map(|a| i64::from(a.1)).sum();
+        if used + i64::from(size) > Self::MEM_BUDGET {
+            return Err(AbortReason::ResourceLimit);
+        }
+        self.next_alloc += 1;
+        self.allocations.push((self.next_alloc, size as i32));
+        Ok(self.next_alloc as u32)
+    }
+    fn alloc_exists(&mut self, id: u32) -> bool {
+        self.allocations.iter().any(|a| a.0 as u32 == id)
+    }
+    fn free_at_commit(&mut self, id: u32) -> Result<(), AbortReason> {
+        self.pending_frees.push(id as i32);
+        Ok(())
+    }
+    fn lock_get(&mut self, n: u32) -> Result<LockHandle, AbortReason> {
+        Ok(LockHandle(u64::from(n) + 1))
+    }
+    fn lock_of(&mut self, h: LockHandle) -> Result<u32, AbortReason> {
+        if (1..=LOCKS_PER_PROCESS as u64).contains(&h.0) { Ok(h.0 as u32 - 1) } else { Err(bad_handle()) }
+    }
+    fn lock_held(&mut self, lock: u32) -> bool {
+        self.held.contains(&(u64::from(lock) + 1))
+    }
+    fn lock_acquire(&mut self, lock: u32) -> Result<(), AbortReason> {
+        self.held.push(u64::from(lock) + 1);
+        Ok(())
+    }
+    fn file_size(&mut self, f: FileHandle) -> Result<i64, AbortReason> {
+        if f.0 == 0 {
+            return Err(bad_handle());
+        }
+        Ok((f.0 as i64).saturating_mul(4096))
+    }
+    fn block_size(&mut self, f: FileHandle) -> Result<i32, AbortReason> {
+        if f.0 == 0 {
+            return Err(bad_handle());
+        }
+        Ok(1024)
+    }
+    fn block_cached(&mut self, _f: FileHandle, block: i64) -> Result<bool, AbortReason> {
+        Ok(block % 3 == 0)
+    }
+    fn page_referenced(&mut self, vaddr: i64) -> Result<bool, AbortReason> {
+        Ok((vaddr >> 12) & 1 == 1)
     }
 }
 
 impl Host for MockHost {
     fn call(&mut self, c: &'static Callable, args: &[DataValue]) -> Result<Option<DataValue>, AbortReason> {
-        let bad = AbortReason::CallableFailed(errors::BAD_ARGUMENT);
-        let counter = |n: i64| usize::try_from(n).ok().filter(|&n| n < 16).ok_or(bad);
-        Ok(Some(match c.name {
-            "fs.file_size" => DataValue::I64(handle(args.first())? as i64 * 4096),
-            "fs.block_size" => {
-                handle(args.first())?;
-                DataValue::I32(1024)
-            }
-            "fs.block_cached" => {
-                handle(args.first())?;
-                let b = int(args.get(1));
-                if b < 0 {
-                    return Err(bad);
-                }
-                DataValue::I8(i8::from(b % 3 == 0))
-            }
-            "lock.get" => {
-                let n = int(args.first());
-                if !(0..16).contains(&n) {
-                    return Err(bad);
-                }
-                DataValue::Handle(HandleKind::Lock, n as u64 + 1)
-            }
-            "lock.acquire" => {
-                let h = handle(args.first())?;
-                if self.held.contains(&h) {
-                    return Err(AbortReason::CallableFailed(errors::LOCK_STATE));
-                }
-                self.held.push(h);
-                DataValue::I32(0)
-            }
-            "lock.release" => {
-                let h = handle(args.first())?;
-                let Some(i) = self.held.iter().position(|&x| x == h) else {
-                    return Err(AbortReason::CallableFailed(errors::LOCK_STATE));
-                };
-                self.held.swap_remove(i);
-                DataValue::I32(0)
-            }
-            "mem.alloc" => {
-                let n = int(args.first());
-                if n < 0 {
-                    return Err(bad);
-                }
-                let used: i64 = self.allocations.iter().map(|a| i64::from(a.1)).sum();
-                if used + n > Self::MEM_BUDGET {
-                    return Err(AbortReason::ResourceLimit);
-                }
-                self.next_alloc += 1;
-                self.allocations.push((self.next_alloc, n as i32));
-                DataValue::I32(self.next_alloc)
-            }
-            "mem.free" => {
-                let id = int(args.first());
-                let Some(i) = self.allocations.iter().position(|a| i64::from(a.0) == id) else {
-                    return Err(bad);
-                };
-                self.allocations.swap_remove(i);
-                DataValue::I32(0)
-            }
-            "kern.counter_get" => DataValue::I64(self.counters[counter(int(args.first()))?]),
-            "kern.counter_add" => {
-                let n = counter(int(args.first()))?;
-                self.counters[n] = self.counters[n].wrapping_add(int(args.get(1)));
-                DataValue::I64(self.counters[n])
-            }
-            "debug.trace" => {
-                self.trace.push(int(args.first()));
-                return Ok(None);
-            }
-            "time.now" => {
-                self.now += 1000;
-                DataValue::I64(self.now)
-            }
-            "vm.page_referenced" => DataValue::I8(((int(args.first()) >> 12) & 1) as i8),
-            _ => return Err(AbortReason::HostContract),
-        }))
+        let mut bits = [0u64; crate::limits::MAX_PARAMS];
+        let n = args.len().min(bits.len());
+        for (b, a) in bits.iter_mut().zip(args) {
+            *b = a.to_bits();
+        }
+        let r = callables::call(c, self, &bits[..n])?;
+        Ok(c.ret.map(|t| DataValue::from_bits(t, r)))
     }
 }

@@ -341,11 +341,10 @@ pub fn run(verified: &Verified, config: &RunConfig) -> Result<RunReport, RunSetu
     let mut host = MockHost::default();
     let mut report = RunReport { outcome: Err(AbortReason::HostContract), fuel_used: 0, fuel, buffers: Vec::new(), data: Vec::new(), trace: Vec::new(), locks_released: 0, allocations_freed: 0 };
     for _ in 0..config.calls.max(1) {
-        // What an abort puts back: the buffers (not the data region `r0`) and the callables'
-        // state the transaction would undo.
+        // What an abort puts back: the buffers (not the data region `r0`), and what the
+        // transaction undoes in the callables' state.
         let saved_buffers: Vec<Vec<u8>> = regions[1..].to_vec();
-        let saved_counters = host.counters;
-        let allocs_before = host.allocations.len();
+        host.begin_call();
         let mut left = fuel;
         let outcome = {
             let mut slices: Vec<&mut [u8]> = regions.iter_mut().map(Vec::as_mut_slice).collect();
@@ -361,16 +360,14 @@ pub fn run(verified: &Verified, config: &RunConfig) -> Result<RunReport, RunSetu
             Err(e) => Err(e),
         };
         // Two-phase locking: every lock is released at commit or abort.
-        report.locks_released = host.held.len();
-        host.held.clear();
+        let end = host.end_call(outcome.is_ok());
+        report.locks_released = end.locks_released;
+        report.allocations_freed = end.allocations_undone;
         if outcome.is_err() {
             // The kernel keeps the data region as the graft left it; everything else is undone.
             for (r, saved) in regions[1..].iter_mut().zip(saved_buffers) {
                 *r = saved;
             }
-            host.counters = saved_counters;
-            report.allocations_freed = host.allocations.len().saturating_sub(allocs_before);
-            host.allocations.truncate(allocs_before);
         }
         report.fuel_used = fuel - left;
         report.outcome = outcome;
