@@ -638,6 +638,11 @@ impl<D: BlockDevice> BlockCache<D> {
     /// ones, then answers `Wait` while any of their writes is in flight, `Ready` when all are on
     /// disk. A write-back failure since the last sync is reported once.
     pub fn begin_sync(&mut self, blocks: Option<&[u64]>) -> Result<Access, CacheError> {
+        // Reported before resubmitting: a block that always fails would otherwise be retried
+        // forever.
+        if let Some(error) = self.write_error.take() {
+            return Err(error);
+        }
         let frames: Vec<usize> = match blocks {
             None => (0..self.frames.len()).collect(),
             Some(list) => list.iter().filter_map(|b| self.frame_of(*b)).collect(),

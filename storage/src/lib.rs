@@ -31,3 +31,4 @@ extern crate alloc;
 pub mod block;
 pub mod cache;
 pub mod ext2;
+pub mod pattern;
