@@ -200,6 +200,32 @@ impl Validator {
     }
 }
 
+/// The kernel path on which a point is reached: what a process does to make the kernel
+/// consult its graft (demos and tests drive a point through it).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Reach {
+    /// The scheduler, at the start of the process group's turn (run several threads).
+    Scheduler,
+    /// Page replacement, when the process is over its resident-set limit (touch memory).
+    PageReplacement,
+    /// The read path of a file (read a file).
+    FileRead,
+    /// The write path of a file (write a file).
+    FileWrite,
+}
+
+impl Reach {
+    /// In words, for the docs.
+    pub const fn describe(self) -> &'static str {
+        match self {
+            Reach::Scheduler => "the scheduler, at the start of the process group's turn",
+            Reach::PageReplacement => "page replacement, when the process is over its resident-set limit",
+            Reach::FileRead => "the read path of a file",
+            Reach::FileWrite => "the write path of a file",
+        }
+    }
+}
+
 /// A graft point: a kernel policy decision a process may replace with a graft.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct GraftPoint {
@@ -217,6 +243,8 @@ pub struct GraftPoint {
     pub callables: &'static [&'static str],
     /// How the kernel checks the result.
     pub validator: Validator,
+    /// Where the kernel reaches the point.
+    pub reached_from: Reach,
     /// What the result means.
     pub result: &'static str,
     /// One line on what the point decides.
@@ -424,6 +452,7 @@ pub const POINTS: &[GraftPoint] = &[
         }],
         callables: &VM_CALLABLES,
         validator: Validator::Index { of: 0 },
+        reached_from: Reach::PageReplacement,
         result: "the index of the page to evict",
         doc: "Choose which of the process's resident pages to evict.",
     },
@@ -446,6 +475,7 @@ pub const POINTS: &[GraftPoint] = &[
         }],
         callables: &FS_CALLABLES,
         validator: Validator::BlockList { out: 1, file: 0 },
+        reached_from: Reach::FileRead,
         result: "the count of block numbers written to r1",
         doc: "After a read of [offset, offset+len) of a file, choose the blocks to read ahead.",
     },
@@ -471,6 +501,7 @@ pub const POINTS: &[GraftPoint] = &[
         }],
         callables: &SCHED_CALLABLES,
         validator: Validator::Index { of: 0 },
+        reached_from: Reach::Scheduler,
         result: "the index of the thread to run in the group's turn",
         doc: "Choose which runnable thread of the process group runs in the group's turn.",
     },
@@ -482,6 +513,7 @@ pub const POINTS: &[GraftPoint] = &[
         regions: FILTER_REGIONS,
         callables: &FS_CALLABLES,
         validator: Validator::ZeroOrNegative,
+        reached_from: Reach::FileRead,
         result: "0 on success, or a negative error code passed to the reader as EIO",
         doc: "Transform file data after it is read, before it reaches the process.",
     },
@@ -493,6 +525,7 @@ pub const POINTS: &[GraftPoint] = &[
         regions: FILTER_REGIONS,
         callables: &FS_CALLABLES,
         validator: Validator::ZeroOrNegative,
+        reached_from: Reach::FileWrite,
         result: "0 on success, or a negative error code passed to the writer as EIO",
         doc: "Transform file data written by the process, before it reaches the file system.",
     },

@@ -31,7 +31,7 @@ fn reference() -> String {
     for p in GRAFT_POINTS {
         let params: Vec<String> = p.params.iter().map(|x| format!("{}: {}", x.name, x.ty)).collect();
         writeln!(s, "## {}\n", p.name).unwrap();
-        writeln!(s, "{}\n", p.doc).unwrap();
+        writeln!(s, "{} Reached from {}.\n", p.doc, p.reached_from.describe()).unwrap();
         writeln!(s, "```\nfunction fn0({}) -> {}\n```\n", params.join(", "), p.ret).unwrap();
         for (i, r) in p.regions.iter().enumerate() {
             let rights = if r.rights == Rights::ReadOnly { "read-only" } else { "read/write" };

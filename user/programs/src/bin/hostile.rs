@@ -93,11 +93,16 @@ impl Drop for Pressure {
     }
 }
 
-/// Makes the kernel consult `point` for this process for a while.
+/// Makes the kernel consult `point` for this process for a while, on the kernel path its row
+/// in the ABI table names.
 fn drive(point: &str, pressure: &mut Pressure, some_file: &str) {
-    match point {
-        "vm.pick_victim" => pressure.push(),
-        "fs.compute_ra" | "fs.read_filter" | "fs.write_filter" => {
+    use graft_ir::abi::Reach;
+    // A point this program does not know (a blob for a newer kernel): let the scheduler run.
+    let reach = graft_ir::abi::graft_point(point).map_or(Reach::Scheduler, |p| p.reached_from);
+    match reach {
+        Reach::PageReplacement => pressure.push(),
+        // No write path reaches a graft yet: reading the file exercises the file points.
+        Reach::FileRead | Reach::FileWrite => {
             let mut buf = [0u8; 4096];
             let mut off = 0;
             while let Ok(n @ 1..) = sys::file_read(some_file, off, &mut buf) {
@@ -105,8 +110,7 @@ fn drive(point: &str, pressure: &mut Pressure, some_file: &str) {
             }
             let _ = sys::sleep(5);
         }
-        // sched.pick_next, and any point we do not know: let the scheduler run our group.
-        _ => {
+        Reach::Scheduler => {
             for _ in 0..5 {
                 sys::yield_now();
             }
