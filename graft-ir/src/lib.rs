@@ -1,7 +1,7 @@
 //! The graft IR: the typed program format in which processes ship grafts to the kernel.
 //!
 //! This crate owns the IR types ([`Module`] and below), its binary and text formats, the graft
-//! ABI ([`abi`]: graft points and kernel callables), the [`verify`]er that decides what the
+//! ABI ([`abi`]: graft points and kernel callables; [`callables`]: the one implementation of each callable), the [`verify`]er that decides what the
 //! kernel accepts, and the reference interpreter that defines what a graft means (including
 //! every abort). It does not compile anything: `graft-jit` lowers a [`Verified`] module to
 //! machine code. It is `no_std` + `alloc` and builds for the kernel and the host alike.

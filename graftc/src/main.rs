@@ -55,7 +55,7 @@ enum Command {
         /// handle (file:3). Repeat for each parameter.
         #[arg(long = "arg", allow_hyphen_values = true)]
         args: Vec<String>,
-        /// Buffer contents: NAME=HEX, NAME=zero:LEN or NAME=str:TEXT (NAME or rK).
+        /// Buffer contents: NAME=HEX, NAME=zero:LEN, NAME=str:TEXT, or records by field name, NAME=records:F=V,F=V/F=V (NAME or rK; fields per `graftc points`).
         #[arg(long = "buf")]
         bufs: Vec<String>,
         /// Buffer contents from a file: NAME=PATH.

@@ -255,6 +255,10 @@ pub fn vm_pick_victim(pid: ProcessId, txn: &mut TxnLog, cands: &[VictimCandidate
     let n = cands.len();
     let default = default_victim(cands) as i32;
     let p = point(abi::point::VM_PICK_VICTIM);
+    // Records are encoded only for a graft (the common case costs the slot lookup alone).
+    if runtime::attached(p, pid).is_none() {
+        return (default as usize, Outcome::Default);
+    }
     let facts = ResultFacts { candidates: n as i64, ..ResultFacts::default() };
     let (idx, outcome) = with_encoded(cands, |records| {
         runtime::dispatch(
