@@ -343,3 +343,46 @@ fn the_oracle_notices_damage() {
     let caught = std::panic::catch_unwind(|| fsck(&image));
     assert!(caught.is_err());
 }
+
+#[test]
+fn a_large_directory_made_by_mke2fs() {
+    // mke2fs may index a large directory (dir_index); it is read and modified as a linear one.
+    let files: Vec<(String, Vec<u8>)> =
+        (0..600).map(|i| (format!("many/entry-number-{i:05}"), format!("{i}").into_bytes())).collect();
+    let refs: Vec<(&str, Vec<u8>)> = files.iter().map(|(p, d)| (p.as_str(), d.clone())).collect();
+    let mut fs = mount(make_image(1024, 8 * 1024, &refs, &[]));
+    let dir = fs.lookup("/many").unwrap();
+    assert_eq!(fs.readdir(dir).unwrap().len(), 602);
+    for i in (0..600).step_by(37) {
+        let ino = fs.lookup(&format!("/many/entry-number-{i:05}")).unwrap();
+        assert_eq!(read_all(&mut fs, ino), format!("{i}").into_bytes());
+    }
+    fs.unlink(dir, b"entry-number-00000").unwrap();
+    for i in 0..40 {
+        fs.create(dir, format!("added-{i}").as_bytes(), 0o644).unwrap();
+    }
+    assert_eq!(fs.readdir(dir).unwrap().len(), 641);
+    let image = unmount(fs);
+    fsck(&image);
+    assert_eq!(debugfs_cat(&image, "/many/entry-number-00599"), b"599");
+}
+
+#[test]
+fn fsync_puts_a_file_on_disk_without_a_full_sync() {
+    let image = make_image(1024, 2048, &[], &[]);
+    let mut fs = mount_with(image, 4096, 1).unwrap();
+    let data = pattern(300 * 1024, 11);
+    let ino = fs.create_path("/durable", 0o644).unwrap();
+    fs.write(ino, 0, &data).unwrap();
+    fs.fsync(ino).unwrap();
+    fs.fsync(ROOT_INODE).unwrap();
+    // Written after the fsyncs and never synced: lost in the "crash".
+    let lost = fs.create_path("/lost", 0o644).unwrap();
+    fs.write(lost, 0, b"never synced").unwrap();
+    let cache = fs.abandon().into_cache();
+    assert!(cache.dirty_count() > 0);
+    let image = cache.into_device().into_bytes();
+    assert!(debugfs_cat(&image, "/durable") == data);
+    assert!(!String::from_utf8_lossy(&debugfs(&image, "ls /")).contains("lost "));
+    fsck(&image);
+}

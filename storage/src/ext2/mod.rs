@@ -406,6 +406,11 @@ impl<B: BlockAccess> Ext2<B> {
         Ok(self.dev)
     }
 
+    /// Gives the block access back without writing anything: what a crash leaves behind.
+    pub fn abandon(self) -> B {
+        self.dev
+    }
+
     pub fn stats(&self) -> FsStats {
         FsStats {
             block_size: self.block_size as u32,
