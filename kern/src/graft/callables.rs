@@ -287,7 +287,7 @@ mod tests {
             SEEN.store(id, Ordering::Relaxed);
             args[0] + args[5]
         }
-        let table = import_stub_table!(u8, record);
+        let table = crate::graft::callables::import_stub_table!(u8, record);
         assert_eq!(table.len(), abi::CALLABLES.len());
         for (id, &addr) in table.iter().enumerate() {
             assert!(addr != 0 && table.iter().filter(|&&a| a == addr).count() == 1);
