@@ -99,6 +99,17 @@ pub fn fsck(image: &[u8]) {
     );
 }
 
+/// `e2fsck -fyD`: rebuilds every directory, with an htree index where the image has dir_index.
+pub fn index_directories(image: &[u8]) -> Vec<u8> {
+    let tmp = TempDir::new("index");
+    let path = tmp.path().join("fs.img");
+    std::fs::write(&path, image).unwrap();
+    let out = Command::new("/usr/sbin/e2fsck").arg("-fyD").arg(&path).output().unwrap();
+    // Exit code 1: "file system was modified", which is the point.
+    assert!(matches!(out.status.code(), Some(0 | 1)), "e2fsck -fyD failed: {}", String::from_utf8_lossy(&out.stdout));
+    std::fs::read(&path).unwrap()
+}
+
 /// `debugfs -R 'cat PATH'`: the file's bytes as the host tools read them.
 pub fn debugfs_cat(image: &[u8], path: &str) -> Vec<u8> {
     debugfs(image, &format!("cat {path}"))
