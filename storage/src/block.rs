@@ -81,7 +81,7 @@ pub trait BlockDevice {
 }
 
 fn check_request(sector: u64, len: usize, sector_count: u64) -> Result<(), DeviceError> {
-    if len == 0 || len % SECTOR_SIZE != 0 {
+    if len == 0 || !len.is_multiple_of(SECTOR_SIZE) {
         return Err(DeviceError::BadBuffer { len });
     }
     let sectors = (len / SECTOR_SIZE) as u64;
@@ -213,11 +213,10 @@ impl RamDisk {
 
     fn transfer(&mut self, request: &mut PendingRequest) -> Result<(), DeviceError> {
         let sectors = (request.buffer.len() / SECTOR_SIZE) as u64;
-        if let Some(bad) = self.failing_sector {
-            if bad >= request.sector && bad < request.sector + sectors {
+        if let Some(bad) = self.failing_sector
+            && bad >= request.sector && bad < request.sector + sectors {
                 return Err(DeviceError::Failed { sector: bad });
             }
-        }
         // Checked at submission against the same, unchanging length.
         let start = request.sector as usize * SECTOR_SIZE;
         let range = start..start + request.buffer.len();

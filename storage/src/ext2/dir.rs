@@ -56,7 +56,7 @@ fn check_name(name: &[u8]) -> Result<()> {
 fn split_parent(path: &str) -> Result<(&str, &[u8])> {
     let trimmed = path.trim_end_matches('/');
     match trimmed.rfind('/') {
-        Some(i) => Ok((&trimmed[..i], trimmed[i + 1..].as_bytes())),
+        Some(i) => Ok((&trimmed[..i], &trimmed.as_bytes()[i + 1..])),
         None if !trimmed.is_empty() => Ok(("", trimmed.as_bytes())),
         None => Err(Error::InvalidArgument { what: "path names no entry" }),
     }
@@ -309,7 +309,7 @@ impl<B: BlockAccess> Ext2<B> {
         let room = self.sb.inode_size.saturating_sub(128);
         let want = self.sb.want_extra_isize;
         // 32 bytes is what mke2fs gives its own inodes; a corrupt wish is not followed.
-        let extra = if want != 0 && want <= room && want % 4 == 0 { want } else { 32.min(room) };
+        let extra = if want != 0 && want <= room && want.is_multiple_of(4) { want } else { 32.min(room) };
         let inode = Inode::new(usize::from(self.sb.inode_size), kind_mode | (permissions & 0o7777), extra, self.now);
         Ok((ino, inode))
     }

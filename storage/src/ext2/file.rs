@@ -69,12 +69,12 @@ impl<B: BlockAccess> Ext2<B> {
             Err(e) => return Err(e),
         };
         let mut pointer = u64::from(inode.block[path.root]);
-        for level in 0..path.depth {
+        for &index in &path.index[..path.depth] {
             if pointer == 0 {
                 return Ok(None);
             }
             self.check_block(pointer, at)?;
-            pointer = self.read_pointer(pointer, path.index[level])?;
+            pointer = self.read_pointer(pointer, index)?;
         }
         if pointer == 0 {
             return Ok(None);
@@ -287,7 +287,7 @@ impl<B: BlockAccess> Ext2<B> {
             if size < inode.size {
                 let keep = size.div_ceil(bs);
                 let result = fs.free_blocks_from(ino, &mut inode, keep);
-                if result.is_ok() && size % bs != 0 {
+                if result.is_ok() && !size.is_multiple_of(bs) {
                     // Bytes past the new end in the last block must read as zeros if it grows again.
                     if let Some(block) = fs.map_block(ino, &inode, size / bs)? {
                         let tail = vec![0; (bs - size % bs) as usize];

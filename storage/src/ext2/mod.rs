@@ -245,8 +245,8 @@ pub fn probe_block_size<D: BlockDevice>(device: &mut D, max_polls: u64) -> Resul
         .map_err(|error| Error::Io(CacheError::Device { block: 1, error }))?;
     let mut polls = 0;
     loop {
-        if let Some(done) = device.poll_completion() {
-            if done.token == token {
+        if let Some(done) = device.poll_completion()
+            && done.token == token {
                 done.result.map_err(|error| Error::Io(CacheError::Device { block: 1, error }))?;
                 let sb = Superblock::parse(&done.buffer)?;
                 if sb.log_block_size > 2 {
@@ -256,7 +256,6 @@ pub fn probe_block_size<D: BlockDevice>(device: &mut D, max_polls: u64) -> Resul
                 }
                 return Ok(1024 << sb.log_block_size);
             }
-        }
         polls += 1;
         if polls > max_polls {
             return Err(Error::Io(CacheError::Stuck { token: RequestToken(token.0) }));
@@ -679,7 +678,7 @@ fn find_clear_bit(bitmap: &[u8], from: usize, to: usize) -> Option<usize> {
     let mut bit = from;
     while bit < to {
         let byte = *bitmap.get(bit / 8)?;
-        if byte == 0xFF && bit % 8 == 0 {
+        if byte == 0xFF && bit.is_multiple_of(8) {
             bit += 8;
             continue;
         }
