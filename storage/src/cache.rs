@@ -140,6 +140,10 @@ pub struct BlockCache<D: BlockDevice> {
     frames: Vec<Frame>,
     /// Block -> frame, for frames Reading or Valid.
     index: BTreeMap<u64, usize>,
+    /// Valid frames by last use (stamps are unique): eviction takes the first eligible one.
+    lru: BTreeMap<u64, usize>,
+    /// Frames holding no block.
+    free: Vec<usize>,
     /// Requests in flight.
     pending: BTreeMap<RequestToken, Pending>,
     /// Blocks with a write-back in flight (at most one each).
@@ -179,6 +183,8 @@ impl<D: BlockDevice> BlockCache<D> {
             block_count,
             frames,
             index: BTreeMap::new(),
+            lru: BTreeMap::new(),
+            free: (0..capacity).rev().collect(),
             pending: BTreeMap::new(),
             writes_in_flight: BTreeMap::new(),
             write_error: None,
@@ -266,8 +272,35 @@ impl<D: BlockDevice> BlockCache<D> {
     }
 
     fn touch(&mut self, frame: usize) {
+        self.lru.remove(&self.frames[frame].last_use);
         self.clock += 1;
         self.frames[frame].last_use = self.clock;
+        if self.frames[frame].state == FrameState::Valid {
+            self.lru.insert(self.clock, frame);
+        }
+    }
+
+    /// Empties a frame and returns it to the free list.
+    fn release_frame(&mut self, frame: usize) {
+        self.clear_frame(frame);
+        self.free.push(frame);
+    }
+
+    /// Empties a frame (the caller keeps it).
+    fn clear_frame(&mut self, frame: usize) {
+        let f = &mut self.frames[frame];
+        if f.state != FrameState::Free {
+            self.index.remove(&f.block);
+        }
+        self.lru.remove(&f.last_use);
+        f.state = FrameState::Free;
+        f.dirty = false;
+        f.pins = 0;
+        f.prefetched = false;
+        f.waiting_readers = 0;
+        if f.data.len() != self.block_size {
+            f.data = vec![0; self.block_size];
+        }
     }
 
     fn any_pending(&self) -> Option<RequestToken> {
@@ -299,17 +332,13 @@ impl<D: BlockDevice> BlockCache<D> {
                     Ok(()) if completion.buffer.len() == self.block_size => {
                         f.data = completion.buffer;
                         f.state = FrameState::Valid;
+                        self.lru.insert(f.last_use, frame);
                     }
                     result => {
                         // A failed read leaves nothing cached; the reader's retry gets the error.
-                        let block = f.block;
                         let error = result.err().unwrap_or(DeviceError::BadBuffer { len: 0 });
-                        self.read_errors.insert(block, error);
-                        f.data = vec![0; self.block_size];
-                        f.state = FrameState::Free;
-                        f.waiting_readers = 0;
-                        f.prefetched = false;
-                        self.index.remove(&block);
+                        self.read_errors.insert(f.block, error);
+                        self.release_frame(frame);
                     }
                 }
             }
@@ -338,20 +367,13 @@ impl<D: BlockDevice> BlockCache<D> {
     /// Finds a frame to hold a new block: a free one, else the LRU unpinned valid one (written
     /// back first if dirty).
     fn take_frame(&mut self) -> Result<Result<usize, RequestToken>, CacheError> {
-        if let Some(free) = self.frames.iter().position(|f| f.state == FrameState::Free) {
+        if let Some(free) = self.free.pop() {
             return Ok(Ok(free));
         }
-        let victim = self
-            .frames
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| {
-                f.state == FrameState::Valid
-                    && f.pins == 0
-                    && !(f.dirty && self.writes_in_flight.contains_key(&f.block))
-            })
-            .min_by_key(|(_, f)| f.last_use)
-            .map(|(i, _)| i);
+        let victim = self.lru.values().copied().find(|&i| {
+            let f = &self.frames[i];
+            f.pins == 0 && !(f.dirty && self.writes_in_flight.contains_key(&f.block))
+        });
         let Some(victim) = victim else {
             return match self.any_pending() {
                 Some(token) => Ok(Err(token)),
@@ -373,12 +395,7 @@ impl<D: BlockDevice> BlockCache<D> {
                 Err(error) => return Err(CacheError::Device { block, error }),
             }
         }
-        let frame = &mut self.frames[victim];
-        frame.state = FrameState::Free;
-        frame.dirty = false;
-        frame.prefetched = false;
-        frame.waiting_readers = 0;
-        self.index.remove(&block);
+        self.clear_frame(victim);
         self.stats.evictions += 1;
         Ok(Ok(victim))
     }
@@ -407,6 +424,7 @@ impl<D: BlockDevice> BlockCache<D> {
             }
             Err(error) => {
                 self.frames[frame].data = vec![0; self.block_size];
+                self.release_frame(frame);
                 match (error, self.any_pending()) {
                     (DeviceError::QueueFull, Some(token)) => Ok(Err(token)),
                     _ => Err(CacheError::Device { block, error }),
@@ -588,10 +606,7 @@ impl<D: BlockDevice> BlockCache<D> {
         if f.pins > 0 {
             return Err(CacheError::Pinned { block });
         }
-        f.state = FrameState::Free;
-        f.dirty = false;
-        f.prefetched = false;
-        self.index.remove(&block);
+        self.release_frame(frame);
         Ok(())
     }
 
@@ -653,7 +668,9 @@ impl<D: BlockDevice> BlockCache<D> {
             }
         }
         let waiting = match blocks {
-            None => self.writes_in_flight.values().next().copied(),
+            // The newest write: when it is done the older ones usually are too, so the caller
+            // rescans the frames once, not once per write.
+            None => self.writes_in_flight.values().max().copied(),
             Some(list) => list.iter().find_map(|b| self.writes_in_flight.get(b).copied()),
         };
         if let Some(token) = waiting {
@@ -809,5 +826,111 @@ impl<D: BlockDevice, W: Waiter<D>> crate::ext2::BlockAccess for CachedBlocks<D, 
 
     fn sync_blocks(&mut self, blocks: &[u64]) -> Result<(), CacheError> {
         self.cache.sync_blocks(&mut self.waiter, blocks)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block::RamDisk;
+
+    impl<D: BlockDevice> BlockCache<D> {
+        /// The bookkeeping agrees with itself: every frame is free or indexed exactly once, the
+        /// LRU list holds exactly the valid frames under their stamps.
+        fn check_invariants(&self) {
+            let mut seen = vec![0; self.frames.len()];
+            for &f in &self.free {
+                assert_eq!(self.frames[f].state, FrameState::Free);
+                seen[f] += 1;
+            }
+            for (&block, &f) in &self.index {
+                assert_eq!(self.frames[f].block, block);
+                assert_ne!(self.frames[f].state, FrameState::Free);
+                seen[f] += 1;
+            }
+            assert!(seen.iter().all(|&n| n == 1), "frames free or indexed once: {seen:?}");
+            let valid = self.frames.iter().filter(|f| f.state == FrameState::Valid).count();
+            assert_eq!(self.lru.len(), valid);
+            for (&stamp, &f) in &self.lru {
+                assert_eq!(self.frames[f].last_use, stamp);
+                assert_eq!(self.frames[f].state, FrameState::Valid);
+            }
+            for (&block, token) in &self.writes_in_flight {
+                assert!(matches!(self.pending.get(token), Some(Pending::Write { block: b }) if *b == block));
+            }
+        }
+    }
+
+    /// Random reads, writes, prefetches, pins and flushes against a model of the disk's logical
+    /// contents, with requests in flight and a small device queue.
+    #[test]
+    fn random_operations_match_a_model() {
+        const BLOCKS: usize = 32;
+        const BS: usize = 512;
+        let mut rng = 0x1234_5678_9abc_def1u64;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let disk = RamDisk::new(BLOCKS as u64).with_completion_delay(3).with_queue_depth(4);
+        let mut cache = BlockCache::new(disk, BS, 6).unwrap();
+        let mut waiter = PollingWaiter::default();
+        let mut model = vec![vec![0u8; BS]; BLOCKS];
+        let mut pinned: Vec<u64> = Vec::new();
+        for step in 0..20_000u32 {
+            let block = next(BLOCKS as u64);
+            match next(10) {
+                0 | 1 => {
+                    let mut buf = vec![0; BS];
+                    cache.read(&mut waiter, block, 0, &mut buf).unwrap();
+                    assert_eq!(buf, model[block as usize], "step {step} block {block}");
+                }
+                2 | 3 => {
+                    let offset = next(BS as u64 - 8) as usize;
+                    let bytes = step.to_le_bytes();
+                    cache.wait_for(&mut waiter, |c| c.begin_read(block)).unwrap();
+                    cache.copy_in(block, offset, &bytes).unwrap();
+                    model[block as usize][offset..offset + 4].copy_from_slice(&bytes);
+                }
+                4 => {
+                    cache.wait_for(&mut waiter, |c| c.begin_overwrite(block)).unwrap();
+                    let fill = vec![step as u8; BS];
+                    cache.copy_in(block, 0, &fill).unwrap();
+                    model[block as usize] = fill;
+                }
+                5 => {
+                    cache.prefetch(block).unwrap();
+                }
+                6 => {
+                    if pinned.len() < 3 && cache.is_cached(block) {
+                        cache.pin(block).unwrap();
+                        pinned.push(block);
+                    } else if let Some(b) = pinned.pop() {
+                        cache.unpin(b).unwrap();
+                    }
+                }
+                7 => {
+                    cache.flush_some(2).unwrap();
+                }
+                8 => {
+                    cache.process_completions(|_| {});
+                }
+                _ => {
+                    if next(20) == 0 {
+                        cache.sync(&mut waiter).unwrap();
+                        assert_eq!(cache.dirty_count(), 0);
+                        for (b, expected) in model.iter().enumerate() {
+                            assert_eq!(&cache.device().bytes()[b * BS..(b + 1) * BS], &expected[..], "block {b} after sync");
+                        }
+                    }
+                }
+            }
+            cache.check_invariants();
+            assert!(cache.device().in_flight() <= 4);
+        }
+        let s = cache.stats();
+        assert!(s.hits > 0 && s.misses > 0 && s.evictions > 0 && s.writebacks > 0 && s.prefetch_hits > 0);
     }
 }
