@@ -3,13 +3,14 @@
 //!
 //! Decoding takes bytes from an untrusted process, so it never panics and its memory use is
 //! bounded by the input: blobs over [`MAX_BLOB_SIZE`] are refused before parsing, the module
-//! types are not recursive (so nesting depth is fixed), and a count read from the blob reserves
-//! memory only up to 16 elements (`Untrusting`): beyond that a sequence grows as its elements
-//! are actually decoded from bytes that exist, so a declared count larger than the bytes left
-//! fails when they run out, having allocated only for what was there. Memory is then a fixed
-//! multiple of the blob, whatever its counts claim: the in-memory size of the densest element
-//! over its smallest encoding (an 80-byte instruction from 3 bytes), times at most two for a
-//! vector's growth; `tests/limits.rs` measures it for honest and lying blobs. Decoding checks only the encoding; everything
+//! types are not recursive (so nesting depth is fixed), and every sequence is decoded through
+//! `bounded`: a declared count larger than the bytes left (each element takes at least one) or
+//! than the verifier's limit for that sequence is refused before anything is allocated, and at
+//! most 16 elements are reserved ahead of decoding them (a sequence then grows, fallibly, as its
+//! elements are read from bytes that exist). Memory is then a fixed multiple of the blob
+//! ([`crate::limits::MAX_DECODE_EXPANSION`]), whatever its counts claim: the in-memory size of
+//! the densest element over its smallest encoding (an 80-byte instruction from 3 bytes), times
+//! at most two for a vector's growth; `tests/limits.rs` measures it for honest and lying blobs. Decoding checks only the encoding; everything
 //! else is the verifier's job.
 
 use alloc::vec::Vec;
@@ -78,6 +79,12 @@ impl fmt::Display for DecodeError {
             DecodeError::UnsupportedVersion { found } => {
                 write!(f, "format version {found} is not supported (this kernel reads {FORMAT_VERSION})")
             }
+            // Postcard keeps no message for the module types' own refusals: say what they are.
+            DecodeError::Malformed { error: postcard::Error::SerdeDeCustom } => write!(
+                f,
+                "malformed module body: a declared count exceeds the bytes left in the blob or the \
+                 verifier's limit for that sequence, or an enum tag is unknown"
+            ),
             DecodeError::Malformed { error } => write!(f, "malformed module body: {error}"),
             DecodeError::TrailingBytes { count } => {
                 write!(f, "{count} trailing bytes after the module")
@@ -155,8 +162,86 @@ pub fn decode(bytes: &[u8]) -> Result<Module, DecodeError> {
 /// The largest declared count that reserves memory before its elements are decoded.
 const TRUSTED_COUNT: usize = 16;
 
-/// A slice flavor that reports no remaining bytes to size hints, so that postcard gives serde
-/// no length to preallocate by: untrusted counts never reserve memory. Reading is unchanged.
+/// Bounded sequences: every `Vec` of the module types is decoded through one of these
+/// (`#[serde(deserialize_with)]`), which refuses a declared count larger than the bytes left
+/// in the blob (every element takes at least one byte) or than the verifier's limit for that
+/// sequence, before anything is allocated; and then reserves at most [`TRUSTED_COUNT`]
+/// elements ahead of decoding them.
+pub(crate) mod bounded {
+    use alloc::vec::Vec;
+    use core::fmt;
+    use core::marker::PhantomData;
+
+    use serde::de::{Deserialize, Deserializer, Error, SeqAccess, Visitor};
+
+    use crate::limits::*;
+
+    struct Bounded<T> {
+        max: usize,
+        what: &'static str,
+        _t: PhantomData<T>,
+    }
+
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for Bounded<T> {
+        type Value = Vec<T>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            write!(f, "at most {} {}, each in at least one byte of the blob", self.max, self.what)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            // The decoder's flavor reports the bytes left, and postcard hints the declared
+            // count only when it is no more than that.
+            let Some(len) = seq.size_hint() else {
+                return Err(A::Error::custom("a declared count exceeds the bytes left in the blob"));
+            };
+            if len > self.max {
+                return Err(A::Error::invalid_length(len, &self));
+            }
+            let mut v = Vec::new();
+            v.try_reserve_exact(len.min(super::TRUSTED_COUNT)).map_err(|_| A::Error::custom("out of memory"))?;
+            while let Some(x) = seq.next_element()? {
+                if v.len() == v.capacity() {
+                    v.try_reserve(1).map_err(|_| A::Error::custom("out of memory"))?;
+                }
+                v.push(x);
+            }
+            Ok(v)
+        }
+    }
+
+    fn bounded<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D, max: usize, what: &'static str) -> Result<Vec<T>, D::Error> {
+        d.deserialize_seq(Bounded { max, what, _t: PhantomData })
+    }
+
+    /// The data section: at most the largest data region.
+    pub(crate) fn data<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+        bounded(d, MAX_DATA_SIZE as usize, "bytes of data")
+    }
+    /// Imports.
+    pub(crate) fn imports<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+        bounded(d, MAX_IMPORTS, "imports")
+    }
+    /// Functions.
+    pub(crate) fn functions<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+        bounded(d, MAX_FUNCTIONS, "functions")
+    }
+    /// Blocks of a function.
+    pub(crate) fn blocks<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+        bounded(d, MAX_BLOCKS, "blocks")
+    }
+    /// Instructions of a block.
+    pub(crate) fn insts<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+        bounded(d, MAX_BLOCK_INSTS, "instructions")
+    }
+    /// Parameters and arguments of a function, block or call.
+    pub(crate) fn params<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+        bounded(d, MAX_PARAMS, "parameters or arguments")
+    }
+}
+
+/// A slice flavor that reports the bytes left to size hints (postcard then hints a declared
+/// count only when the bytes could hold it: see [`bounded`]). Reading is unchanged.
 struct Untrusting<'de>(Slice<'de>);
 
 impl<'de> Flavor<'de> for Untrusting<'de> {
@@ -167,12 +252,8 @@ impl<'de> Flavor<'de> for Untrusting<'de> {
         self.0.pop()
     }
 
-    /// Postcard hints a sequence's declared length only when it is at most this: short
-    /// sequences (the common case: block parameters, call arguments, the instructions of
-    /// small blocks) are reserved exactly, and no count can reserve more than
-    /// [`TRUSTED_COUNT`] elements before they are decoded.
     fn size_hint(&self) -> Option<usize> {
-        Some(self.0.size_hint().unwrap_or(0).min(TRUSTED_COUNT))
+        Some(self.0.size_hint().unwrap_or(0))
     }
 
     fn try_take_n(&mut self, ct: usize) -> postcard::Result<&'de [u8]> {

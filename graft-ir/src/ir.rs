@@ -24,10 +24,13 @@ pub struct Module {
     /// What the graft asks of the kernel per call.
     pub resources: Resources,
     /// Initial bytes of the data region `r0`; shorter than the region, the rest is zero.
+    #[serde(deserialize_with = "crate::binary::bounded::data")]
     pub data: Vec<u8>,
     /// Imported kernel callables, named `imp0, imp1, ...` in order.
+    #[serde(deserialize_with = "crate::binary::bounded::imports")]
     pub imports: Vec<Import>,
     /// Functions, named `fn0, fn1, ...` in order; `fn0` is the graft point's entry function.
+    #[serde(deserialize_with = "crate::binary::bounded::functions")]
     pub functions: Vec<Function>,
 }
 
@@ -79,6 +82,7 @@ pub struct Function {
     /// Parameter and return types.
     pub sig: Signature,
     /// Blocks, named `b0, b1, ...` in order.
+    #[serde(deserialize_with = "crate::binary::bounded::blocks")]
     pub blocks: Vec<BlockData>,
 }
 
@@ -102,8 +106,10 @@ impl Function {
 #[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
 pub struct BlockData {
     /// Block parameters (the SSA phi nodes), each defining a value.
+    #[serde(deserialize_with = "crate::binary::bounded::params")]
     pub params: Vec<BlockParam>,
     /// Instructions, terminator last.
+    #[serde(deserialize_with = "crate::binary::bounded::insts")]
     pub insts: Vec<Inst>,
 }
 
@@ -131,6 +137,7 @@ pub struct BlockCall {
     /// The target block.
     pub block: Block,
     /// Arguments, one per parameter of the target.
+    #[serde(deserialize_with = "crate::binary::bounded::params")]
     pub args: Vec<Value>,
 }
 
@@ -209,6 +216,7 @@ pub enum InstData {
         /// The callee.
         func: FuncRef,
         /// Arguments.
+        #[serde(deserialize_with = "crate::binary::bounded::params")]
         args: Vec<Value>,
     },
     /// `call_import impK(args)`.
@@ -216,6 +224,7 @@ pub enum InstData {
         /// The callee.
         import: ImportRef,
         /// Arguments.
+        #[serde(deserialize_with = "crate::binary::bounded::params")]
         args: Vec<Value>,
     },
     /// `jump bK(args)`.

@@ -122,6 +122,7 @@ impl fmt::Display for Type {
 #[derive(Clone, PartialEq, Eq, Hash, Debug, Default, Serialize, Deserialize)]
 pub struct Signature {
     /// Parameter types, in order.
+    #[serde(deserialize_with = "crate::binary::bounded::params")]
     pub params: Vec<Type>,
     /// The return type; `None` for a function that returns nothing.
     pub ret: Option<Type>,

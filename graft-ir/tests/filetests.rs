@@ -10,6 +10,9 @@
 //!   `CallableFailed(1)`; `== none` for a function returning nothing.
 //! - `; fuel: N` — the fuel for the following runs (default: the module's).
 //! - `; after: rK = HEX` — after the preceding run, region rK starts with these bytes.
+//! - `; decode: refused` — the module encodes, but the decoder refuses the blob (a sequence
+//!   over the verifier's limit is refused at its count); otherwise every file must survive a
+//!   binary round trip.
 //!
 //! `GRAFT_BLESS=1` prints each rejected file's verifier log, plain and annotated (to review
 //! the log format).
@@ -68,7 +71,7 @@ fn check_file(path: &Path, rules: &mut BTreeSet<Rule>) -> (usize, usize) {
         .filter_map(|l| l.trim().strip_prefix(';'))
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim(), v.trim()))
-        .filter(|(k, _)| ["parse-error", "error", "region", "run", "fuel", "after"].iter().any(|d| k.starts_with(d)))
+        .filter(|(k, _)| ["parse-error", "error", "region", "run", "fuel", "after", "decode"].iter().any(|d| k.starts_with(d)))
         .collect();
     let parsed = parse(&src);
     let parse_errors: Vec<&str> = directives.iter().filter(|d| d.0 == "parse-error").map(|d| d.1).collect();
@@ -87,7 +90,12 @@ fn check_file(path: &Path, rules: &mut BTreeSet<Rule>) -> (usize, usize) {
     let printed = module.to_string();
     assert_eq!(parse(&printed).as_ref(), Ok(&module), "{name}: print/parse round trip");
     let blob = graft_ir::encode(&module).unwrap();
-    assert_eq!(graft_ir::decode(&blob).as_ref(), Ok(&module), "{name}: binary round trip");
+    if directives.iter().any(|d| d.0 == "decode" && d.1 == "refused") {
+        // A sequence over the verifier's limit: the decoder refuses its count before allocating.
+        assert!(matches!(graft_ir::decode(&blob), Err(graft_ir::DecodeError::Malformed { .. })), "{name}: decoded");
+    } else {
+        assert_eq!(graft_ir::decode(&blob).as_ref(), Ok(&module), "{name}: binary round trip");
+    }
 
     let errors: Vec<&str> = directives.iter().filter(|d| d.0 == "error").map(|d| d.1).collect();
     let result = verify(module.clone());

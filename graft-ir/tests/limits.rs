@@ -155,8 +155,8 @@ fn decoding_memory_is_linear_in_the_blob() {
     assert!(matches!(encode(&mb.finish()), Err(EncodeError::TooLarge { .. })));
 }
 
-/// 16 KiB blobs whose counts claim far more elements than follow, at every level of nesting:
-/// decoding allocates only for the elements the bytes actually hold.
+/// 16 KiB blobs whose counts claim far more elements than the bytes hold, at every level of
+/// nesting, or more than the verifier allows: refused at the count, before allocating.
 #[test]
 fn lying_counts_in_a_full_size_blob_stay_small() {
     let fill = |blob: &mut Vec<u8>, unit: &[u8]| {
@@ -207,13 +207,30 @@ fn lying_counts_in_a_full_size_blob_stay_small() {
     varint(1 << 40, &mut blob);
     fill(&mut blob, &[7]);
     cases.push(("data", blob));
+    // Counts the bytes could hold but the verifier's limits do not allow: 1025 functions,
+    // 65 imports, a function of 33 parameters.
+    let mut blob = header();
+    blob.extend_from_slice(&[0, 8, 1, 0, 0]);
+    varint(MAX_FUNCTIONS as u64 + 1, &mut blob);
+    fill(&mut blob, &[0, 0, 0, 0]);
+    cases.push(("functions over the limit", blob));
+    let mut blob = header();
+    blob.extend_from_slice(&[0, 8, 1, 0]);
+    varint(MAX_IMPORTS as u64 + 1, &mut blob);
+    fill(&mut blob, &[0, 0, 0]);
+    cases.push(("imports over the limit", blob));
+    let mut blob = header();
+    blob.extend_from_slice(&[0, 8, 1, 0, 0, 1, 0]);
+    varint(MAX_PARAMS as u64 + 1, &mut blob);
+    fill(&mut blob, &[2]);
+    cases.push(("parameters over the limit", blob));
     for (what, blob) in cases {
         assert!(blob.len() > MAX_BLOB_SIZE - 8 && blob.len() <= MAX_BLOB_SIZE);
         let (r, peak) = peak_during(|| decode(&blob));
         println!("lying {what}: blob {} bytes, peak decode memory {peak} bytes: {r:?}", blob.len());
-        assert!(r.is_err(), "{what}: a lying count decoded");
-        // No more than honest content of the same size costs (see the test above).
-        assert!(peak <= MAX_DECODE_EXPANSION * blob.len(), "{what}: peak {peak} for a blob of {}", blob.len());
+        assert!(matches!(r, Err(DecodeError::Malformed { .. })), "{what}: a lying count decoded: {r:?}");
+        // Refused at the count: nothing is allocated for the elements it claims.
+        assert!(peak <= 1024, "{what}: peak {peak} for a blob of {}", blob.len());
     }
 }
 
