@@ -175,10 +175,8 @@ impl Validator {
             Validator::BlockList { .. } => {
                 let capacity = (facts.out.len() / 8) as i64;
                 (0..=capacity).contains(&result)
-                    && facts.out.chunks_exact(8).take(result as usize).all(|b| {
-                        let mut raw = [0u8; 8];
-                        raw.copy_from_slice(b);
-                        (0..facts.file_blocks).contains(&i64::from_le_bytes(raw))
+                    && facts.out.as_chunks::<8>().0.iter().take(result as usize).all(|b| {
+                        (0..facts.file_blocks).contains(&i64::from_le_bytes(*b))
                     })
             }
             Validator::ZeroOrNegative => result <= 0,
@@ -561,7 +559,7 @@ pub const fn layout_is_sound(fields: &[Field], size: u32) -> bool {
     let mut i = 0;
     while i < fields.len() {
         let f = fields[i];
-        if f.offset != end || f.offset % f.ty.size() != 0 {
+        if f.offset != end || !f.offset.is_multiple_of(f.ty.size()) {
             return false;
         }
         end = f.offset + f.ty.size();

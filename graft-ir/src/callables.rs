@@ -175,12 +175,13 @@ macro_rules! register {
     ($($name:literal => |$s:ident $(, $a:ident : $t:ty)*| -> $r:ty $body:block),* $(,)?) => {
         /// Every callable's implementation, by [`Callable::id`]: one registration per row.
         pub static IMPLEMENTATIONS: [Implementation; abi::CALLABLE_TABLE.len()] = [$({
+            #[allow(unused_variables)]
+            fn typed($s: &mut dyn CallableState $(, $a: $t)*) -> Result<$r, AbortReason> $body
             #[allow(unused_mut, unused_variables)]
             fn run($s: &mut dyn CallableState, args: &[u64]) -> Result<u64, AbortReason> {
                 let mut it = args.iter().copied();
                 $(let $a = <$t as GraftValue>::from_bits(it.next().ok_or(AbortReason::HostContract)?);)*
-                let r: Result<$r, AbortReason> = (|| $body)();
-                r.map(GraftReturn::into_bits)
+                typed($s $(, $a)*).map(GraftReturn::into_bits)
             }
             run as Implementation
         }),*];

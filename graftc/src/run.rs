@@ -328,7 +328,7 @@ pub fn run(verified: &Verified, config: &RunConfig) -> Result<RunReport, RunSetu
             let count = regions[i + 1].len() / spec.record_size as usize;
             let value = args.get(k).map_or(0, |a| a.as_i64());
             let given = config.buffers.iter().any(|(n, _)| n == spec.name || *n == format!("r{}", i + 1));
-            if given && (value < 0 || value as usize != count || regions[i + 1].len() % spec.record_size as usize != 0) {
+            if given && (value < 0 || value as usize != count || !regions[i + 1].len().is_multiple_of(spec.record_size as usize)) {
                 return Err(RunSetupError::Extent { param: point.params[k].name, value, buffer: spec.name, count });
             }
         }
