@@ -392,3 +392,90 @@ fn fsync_puts_a_file_on_disk_without_a_full_sync() {
     assert!(!String::from_utf8_lossy(&debugfs(&image, "ls /")).contains("lost "));
     fsck(&image);
 }
+
+#[test]
+fn rename_cases() {
+    let image = make_image(
+        1024,
+        2048,
+        &[("a/f", b"file a/f".to_vec()), ("b/g", b"file b/g".to_vec()), ("a/e1/", vec![]), ("a/e2/", vec![]), ("b/e3/", vec![]), ("b/full/x", b"x".to_vec())],
+        &[],
+    );
+    let mut fs = mount(image);
+    let (a, b) = (fs.lookup("/a").unwrap(), fs.lookup("/b").unwrap());
+    let links = |fs: &mut Fs, ino| fs.stat(ino).unwrap().links;
+    assert_eq!((links(&mut fs, a), links(&mut fs, b)), (4, 4));
+    let free_inodes = fs.stats().free_inodes;
+
+    // A file over a file in another directory: the old target is freed.
+    let f = fs.lookup("/a/f").unwrap();
+    fs.rename_path("/a/f", "/b/g").unwrap();
+    assert_eq!(fs.lookup("/b/g").unwrap(), f);
+    assert_eq!(fs.stats().free_inodes, free_inodes + 1);
+
+    // Type mismatches and a non-empty target.
+    assert_eq!(fs.rename_path("/b/g", "/b/e3"), Err(Error::IsADirectory));
+    assert_eq!(fs.rename_path("/a/e1", "/b/g"), Err(Error::NotADirectory));
+    assert_eq!(fs.rename_path("/a/e1", "/b/full"), Err(Error::NotEmpty));
+    assert_eq!(fs.rename_path("/a/missing", "/b/new"), Err(Error::NotFound));
+
+    // A directory over an empty directory in the same parent, then across parents.
+    fs.rename_path("/a/e1", "/a/e2").unwrap();
+    assert_eq!(links(&mut fs, a), 3);
+    fs.rename_path("/a/e2", "/b/e3").unwrap();
+    assert_eq!((links(&mut fs, a), links(&mut fs, b)), (2, 4));
+    assert_eq!(fs.lookup("/b/e3/..").unwrap(), b);
+    // Renaming onto itself changes nothing.
+    fs.rename_path("/b/g", "/b/g").unwrap();
+    assert_eq!(fs.stats().free_inodes, free_inodes + 3);
+
+    let image = unmount(fs);
+    fsck(&image);
+    assert_eq!(debugfs_cat(&image, "/b/g"), b"file a/f");
+}
+
+#[test]
+fn read_ahead_through_the_block_map_and_the_cache() {
+    let data = pattern(200 * 1024, 21);
+    let image = make_image(1024, 2048, &[("seq", data.clone())], &[]);
+    let mut fs = mount_with(image, 512, 4).unwrap();
+    let ino = fs.lookup("/seq").unwrap();
+    let before = fs.access().cache.stats();
+    // The superblock probe before the mount read once, outside the cache.
+    let probe_reads = 1;
+    assert_eq!(fs.access().cache.device().stats().reads_submitted, before.misses + probe_reads);
+    // Read-ahead translates file blocks with the block map and submits a window of them at
+    // once (the device queue holds 64), then the reader consumes the window.
+    let mut issued = 0;
+    let mut buf = vec![0; data.len()];
+    for window in (0..200u64).step_by(32) {
+        for file_block in window..(window + 32).min(200) {
+            if fs.prefetch_file_block(ino, file_block).unwrap() {
+                issued += 1;
+            }
+        }
+        let start = window as usize * 1024;
+        let end = (start + 32 * 1024).min(data.len());
+        assert_eq!(fs.read(ino, start as u64, &mut buf[start..end]).unwrap(), end - start);
+    }
+    assert!(buf == data);
+    // Holes are not fetched; past the end there is nothing mapped.
+    assert_eq!(fs.block_map(ino, 200).unwrap(), None);
+    assert!(!fs.prefetch_file_block(ino, 500).unwrap());
+    let after = fs.access().cache.stats();
+    assert_eq!(after.async_reads - before.async_reads, issued);
+    // Every data block was fetched by read-ahead: the reader either found it (a prefetch hit)
+    // or, for the first block of a window, waited for that same request (a blocking read, no
+    // second request). Demand misses are only the block map's indirect block and the like.
+    assert_eq!(issued, 200);
+    let prefetch_hits = after.prefetch_hits - before.prefetch_hits;
+    let waited = (after.blocking_reads - before.blocking_reads) - (after.misses - before.misses);
+    assert_eq!(prefetch_hits + waited, 200, "{after:?}");
+    assert!(after.misses - before.misses <= 2, "{after:?}");
+    let device_reads = fs.access().cache.device().stats().reads_submitted;
+    assert_eq!(device_reads, after.misses + after.async_reads + probe_reads, "a block was requested twice");
+    for file_block in 0..200 {
+        let block = fs.block_map(ino, file_block).unwrap().unwrap();
+        assert!(fs.access().cache.is_cached(block));
+    }
+}
