@@ -1,4 +1,5 @@
-//! Any blob: decode, and if it decodes, verify, print, re-parse, and if it verifies, run it
+//! Any blob: decode, and if it decodes, verify, print, re-parse, and if it verifies, compile it
+//! with graft-jit (a Cranelift panic on a verified module would be a kernel panic) and run it
 //! on the interpreter with a small fuel budget. None of it may panic.
 #![no_main]
 
@@ -15,6 +16,9 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = parse(&module.to_string());
     let Ok(verified) = verify(module) else { return };
+    if let Err(e) = graft_jit::compile(&verified) {
+        panic!("a verified module does not compile: {e}\n{}", verified.module());
+    }
     let m = verified.module();
     let mut r0 = initial_data(m);
     let mut regions: Vec<Vec<u8>> = vec![vec![0xa5; 64]; verified.point().regions.len()];
