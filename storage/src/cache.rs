@@ -13,6 +13,23 @@
 //!    interrupt path calls [`BlockCache::process_completions`] and wakes the token's sleepers), and
 //!    retries. [`Waiter`] packages that loop; [`PollingWaiter`] is the host version.
 //!
+//! How the kernel drives it, with the cache behind a lock and a wait queue per token:
+//!
+//! ```ignore
+//! loop {
+//!     let mut cache = CACHE.lock();
+//!     match cache.begin_read(block)? {
+//!         Access::Ready => return Ok(cache.copy_out(block, offset, buf)?),
+//!         Access::Wait(token) => {
+//!             drop(cache);                   // never sleep holding the cache
+//!             wait_queue.sleep_until(token); // the IRQ handler ran process_completions(wake)
+//!         }
+//!     }
+//! }
+//! ```
+//! The kernel's implementation of [`crate::ext2::BlockAccess`] is that loop; [`CachedBlocks`]
+//! is the same loop with a [`Waiter`] for callers that may simply poll.
+//!
 //! Statistics count each demand read once: a hit, or a miss (a read issued), or a wait for a
 //! prefetch still in flight; every read that had to wait is also a blocking read.
 

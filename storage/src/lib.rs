@@ -16,14 +16,19 @@
 //! panic.
 //!
 //! ```ignore
-//! let dev = RamDisk::from_bytes(image)?;                     // or the kernel's virtio-blk
-//! let block_size = ext2::probe_block_size(&mut dev, &mut PollingWaiter::default())?;
-//! let cache = BlockCache::new(dev, block_size, 1024)?;
+//! use storage::{block::RamDisk, cache::{BlockCache, CachedBlocks, PollingWaiter}, ext2::{self, Ext2}};
+//! let mut disk = RamDisk::from_bytes(image);                 // the kernel: its virtio-blk device
+//! let block_size = ext2::probe_block_size(&mut disk, 1000)?;
+//! let cache = BlockCache::new(disk, block_size, 1024)?;      // 1024 frames
 //! let mut fs = Ext2::mount(CachedBlocks::new(cache, PollingWaiter::default()))?;
 //! let ino = fs.create_path("/notes.txt", 0o644)?;
 //! fs.write(ino, 0, b"hello")?;
-//! fs.sync()?;
+//! fs.fsync(ino)?;
+//! let next = fs.block_map(ino, 1)?;                        // read-ahead: file block -> disk block
 //! ```
+//!
+//! Host tests (`tests/`) build images with `mke2fs -d`, run operations through the cache over a
+//! RamDisk whose requests stay in flight, and check the result with `e2fsck -fn` and `debugfs`.
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;

@@ -479,3 +479,18 @@ fn read_ahead_through_the_block_map_and_the_cache() {
         assert!(fs.access().cache.is_cached(block));
     }
 }
+
+#[test]
+fn a_file_past_2_gib_turns_on_large_file() {
+    let image = make_image(4096, 4 * 1024, &[], &["-O", "^large_file"]);
+    assert!(!String::from_utf8(debugfs(&image, "features")).unwrap().contains("large_file"));
+    let mut fs = mount(image);
+    assert!(!fs.stats().read_only);
+    let ino = fs.create_path("/sparse", 0o644).unwrap();
+    fs.truncate(ino, 3 << 30).unwrap();
+    fs.write(ino, 3 << 30, b"end").unwrap();
+    let image = unmount(fs);
+    let features = String::from_utf8(debugfs(&image, "features")).unwrap();
+    assert!(features.contains("large_file"), "{features}");
+    fsck(&image);
+}

@@ -172,6 +172,14 @@ impl<B: BlockAccess> Ext2<B> {
         Ok(needed)
     }
 
+    /// A file of 2 GiB or more needs the `large_file` feature (i_size_high) in the superblock.
+    fn note_large_file(&mut self, size: u64) {
+        if size > 0x7FFF_FFFF && self.sb.ro_compat & super::feature::RO_COMPAT_LARGE_FILE == 0 {
+            self.sb.ro_compat |= super::feature::RO_COMPAT_LARGE_FILE;
+            self.sb_dirty = true;
+        }
+    }
+
     fn regular_file(&mut self, ino: Ino) -> Result<Inode> {
         let inode = self.read_inode(ino)?;
         match FileKind::from_mode(inode.mode) {
@@ -242,10 +250,7 @@ impl<B: BlockAccess> Ext2<B> {
             inode.size = inode.size.max(end);
             inode.mtime = self.now;
             inode.ctime = self.now;
-            if inode.size > 0x7FFF_FFFF && self.sb.ro_compat & super::feature::RO_COMPAT_LARGE_FILE == 0 {
-                self.sb.ro_compat |= super::feature::RO_COMPAT_LARGE_FILE;
-                self.sb_dirty = true;
-            }
+            self.note_large_file(inode.size);
         }
         self.write_inode(ino, &mut inode)?;
         result.map(|()| data.len())
@@ -300,6 +305,7 @@ impl<B: BlockAccess> Ext2<B> {
                 }
             }
             inode.size = size;
+            fs.note_large_file(size);
             inode.mtime = fs.now;
             inode.ctime = fs.now;
             fs.write_inode(ino, &mut inode)
