@@ -42,11 +42,25 @@ setup() {
     say "installing the Rust toolchain $channel with rust-src, llvm-tools and $KTARGET (first run only)"
     rustup toolchain install
   fi
-  if ! command -v qemu-system-x86_64 >/dev/null; then
-    say "installing QEMU (qemu-system-x86) with apt-get (first run only)"
+  local missing=()
+  command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
+  # e2fsprogs: mke2fs builds the file-system image, e2fsck and debugfs check what the guest left.
+  PATH=$PATH:/sbin:/usr/sbin command -v mke2fs >/dev/null || missing+=(e2fsprogs)
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "installing ${missing[*]} with apt-get (first run only)"
     as_root apt-get update -q
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q qemu-system-x86
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
   fi
+}
+
+# The scratch disk of the in-kernel tests (vda of the test build): 4 MiB of zeros, fresh per run.
+SCRATCH_SEED=24301   # 0x5EED, the seed of the kernel's disk test (dev::virtio_blk::ktests)
+SCRATCH_FIRST=64
+SCRATCH_COUNT=64
+make_scratch_disk() {
+  mkdir -p "$BUILD"
+  rm -f "$BUILD/scratch.img"
+  truncate -s 4M "$BUILD/scratch.img"
 }
 
 # build_kernel NAME [cargo args...]: builds the kernel ELF and its disk image build/NAME.img.
@@ -153,13 +167,18 @@ cmd_test() {
   say "in-kernel tests in QEMU"
   mapfile -t args < <(qemu_args 300)
   local kernel=0 e2e=0
-  "$BOOT" run "$BUILD/kern-test.img" "${args[@]}" --tests --cmdline "${CMDLINE:-}" > "$BUILD/ktest.log" 2>&1 || kernel=1
+  make_scratch_disk
+  "$BOOT" run "$BUILD/kern-test.img" "${args[@]}" --tests --disk "$BUILD/scratch.img" --cmdline "${CMDLINE:-}" > "$BUILD/ktest.log" 2>&1 || kernel=1
   grep -v '^kernel: ' "$BUILD/ktest.log" || true
+  say "host-side checks of what the guest left on its disks"
+  local disks=0
+  "$BOOT" check-pattern "$BUILD/scratch.img" --seed "$SCRATCH_SEED" --first "$SCRATCH_FIRST" --count "$SCRATCH_COUNT" || disks=1
   say "end-to-end tests of user space in QEMU"
   build_kernel kern
   "$BOOT" run "$BUILD/kern.img" "${args[@]}" --e2e --cmdline "mode=test ${CMDLINE:-}" > "$BUILD/e2e.log" 2>&1 || e2e=1
   grep -v '^kernel: ' "$BUILD/e2e.log" || true
   if [ $host -eq 0 ]; then echo "host: cargo test passed"; else echo "host: cargo test FAILED (see above)"; fi
+  if [ $disks -eq 0 ]; then echo "disks: host checks passed"; else echo "disks: host checks FAILED (see above)"; fi
   local kline eline
   kline=$(grep '^kernel: ' "$BUILD/ktest.log" | tail -n 1)
   eline=$(grep '^kernel: ' "$BUILD/e2e.log" | tail -n 1)
@@ -170,7 +189,7 @@ cmd_test() {
   read -r kp kf < <(echo "$kline" | sed -E 's/.* ([0-9]+) passed, ([0-9]+) failed.*/\1 \2/')
   read -r ep ef < <(echo "$eline" | sed -E 's/.* ([0-9]+) passed, ([0-9]+) failed.*/\1 \2/')
   echo "qemu: $((kp + ep)) passed, $((kf + ef)) failed"
-  [ $host -eq 0 ] && [ $kernel -eq 0 ] && [ $e2e -eq 0 ]
+  [ $host -eq 0 ] && [ $kernel -eq 0 ] && [ $e2e -eq 0 ] && [ $disks -eq 0 ]
 }
 
 COMMAND=${1:-demo}

@@ -33,6 +33,20 @@ enum Command {
     },
     /// Boot a disk image in QEMU with the serial console on stdout.
     Run(qemu::RunArgs),
+    /// Check that sectors of a disk image hold the test pattern the kernel's disk test writes.
+    CheckPattern {
+        /// The raw disk image.
+        image: PathBuf,
+        /// The pattern's seed (as the kernel's test used it).
+        #[arg(long)]
+        seed: u32,
+        /// First sector.
+        #[arg(long)]
+        first: u64,
+        /// Number of sectors.
+        #[arg(long)]
+        count: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -65,5 +79,30 @@ fn main() -> ExitCode {
             }
         }
         Command::Run(args) => qemu::run(&args),
+        Command::CheckPattern { image, seed, first, count } => check_pattern(&image, seed, first, count),
+    }
+}
+
+fn check_pattern(image: &std::path::Path, seed: u32, first: u64, count: u64) -> ExitCode {
+    use std::io::{Read, Seek, SeekFrom};
+    const SECTOR: u64 = storage::block::SECTOR_SIZE as u64;
+    let mut data = vec![0u8; (count * SECTOR) as usize];
+    let read = std::fs::File::open(image).and_then(|mut f| {
+        f.seek(SeekFrom::Start(first * SECTOR))?;
+        f.read_exact(&mut data)
+    });
+    if let Err(e) = read {
+        eprintln!("boot: reading sectors {first}..{} of {}: {e}", first + count, image.display());
+        return ExitCode::from(1);
+    }
+    match storage::pattern::first_mismatch(seed, first, &data) {
+        None => {
+            println!("host: {} sectors {first}..{} hold the guest's pattern", image.display(), first + count);
+            ExitCode::SUCCESS
+        }
+        Some(s) => {
+            eprintln!("host: sector {s} of {} does not hold the pattern the guest wrote", image.display());
+            ExitCode::from(1)
+        }
     }
 }

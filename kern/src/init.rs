@@ -53,6 +53,7 @@ pub fn init(boot_info: &'static mut bootloader_api::BootInfo) {
         }
         Err(e) => panic!("timer initialisation failed: {e}"),
     }
+    crate::dev::init();
 }
 
 /// Registers the kernel's handlers with `arch`, which calls them and never names what is

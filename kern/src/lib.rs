@@ -25,6 +25,8 @@ pub mod console;
 #[cfg(target_os = "none")]
 pub mod cpu;
 #[cfg(target_os = "none")]
+pub mod dev;
+#[cfg(target_os = "none")]
 pub mod fs;
 #[cfg(target_os = "none")]
 pub mod init;

@@ -129,6 +129,31 @@ impl<L: FrameLinks> FrameAllocator<L> {
         Some(frame)
     }
 
+    /// `n` physically contiguous frames that are never given back (device memory set aside at
+    /// boot); returns the first. They come from the never-used part of the current region, or
+    /// else from the end of a later region (which then ends before them). `None` if no region
+    /// has `n` untouched frames.
+    pub fn alloc_contiguous(&mut self, n: u64) -> Option<u64> {
+        let bytes = n.checked_mul(PAGE_SIZE).filter(|&b| b > 0)?;
+        for i in self.cursor_region..self.nregions {
+            let region = self.regions[i];
+            let free_from = if i == self.cursor_region { self.cursor } else { region.start };
+            if region.end - free_from < bytes {
+                continue;
+            }
+            let first = if i == self.cursor_region {
+                self.cursor += bytes;
+                free_from
+            } else {
+                self.regions[i].end -= bytes;
+                region.end - bytes
+            };
+            self.stats.allocated += n;
+            return Some(first);
+        }
+        None
+    }
+
     /// Returns a frame. Checks that it is a frame this allocator handed out; a frame freed twice
     /// is not detected (that would need a bitmap per frame).
     pub fn free(&mut self, frame: u64) -> Result<(), FrameError> {
@@ -180,6 +205,19 @@ mod tests {
         a.add_region(0, 0x3000).unwrap(); // frame 0 is skipped: 2 frames
         a.add_region(0x10_0800, 0x10_3000).unwrap(); // partial first frame skipped: 2 frames
         a
+    }
+
+    #[test]
+    fn contiguous_frames_come_from_untouched_memory_and_are_never_handed_out_again() {
+        let mut a = allocator();
+        assert_eq!(a.alloc_contiguous(3), None, "no region has 3 frames");
+        assert_eq!(a.alloc_contiguous(2), Some(0x1000));
+        assert_eq!(a.stats().allocated, 2);
+        assert_eq!(a.alloc_contiguous(1), Some(0x10_2000), "from the end of the next region");
+        assert_eq!(a.alloc(), Some(0x10_1000), "single frames go on from the next region");
+        assert_eq!(a.alloc(), None, "the frame taken from the end is not handed out again");
+        assert_eq!(a.stats().free(), 0);
+        assert_eq!(a.alloc_contiguous(0), None);
     }
 
     #[test]

@@ -267,6 +267,84 @@ pub fn map_mmio(phys: PhysAddr, len: u64) -> Result<VirtAddr, MapError> {
     Ok(VirtAddr::new(base + offset))
 }
 
+/// Pages set aside at boot for device memory (DMA): 2 MiB.
+const DMA_POOL_PAGES: usize = 512;
+
+/// The DMA pool: its first frame and the bookkeeping of its pages.
+static DMA: Mutex<(u64, super::dma::RunAllocator<{ DMA_POOL_PAGES / 64 }>)> =
+    Mutex::new((0, super::dma::RunAllocator::new(0)));
+
+/// Physically contiguous memory a device reads or writes, reached by the kernel through the
+/// physical window. Given back to the pool when dropped.
+pub struct DmaBuffer {
+    phys: PhysAddr,
+    pages: usize,
+}
+
+impl DmaBuffer {
+    pub fn phys(&self) -> PhysAddr {
+        self.phys
+    }
+
+    /// The kernel's address of the first byte.
+    pub fn virt(&self) -> VirtAddr {
+        phys_to_virt(self.phys)
+    }
+
+    pub fn len(&self) -> usize {
+        self.pages * PAGE_SIZE as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pages == 0
+    }
+
+    /// Gives up ownership: the pages stay allocated until `dma_free_raw` (for drivers whose
+    /// library frees by physical address).
+    pub fn leak(self) -> (PhysAddr, usize) {
+        let r = (self.phys, self.pages);
+        core::mem::forget(self);
+        r
+    }
+}
+
+impl Drop for DmaBuffer {
+    fn drop(&mut self) {
+        dma_free_raw(self.phys, self.pages);
+    }
+}
+
+/// `pages` zeroed, physically contiguous pages for a device; `None` when the pool has no such run.
+pub fn dma_alloc(pages: usize) -> Option<DmaBuffer> {
+    let phys = arch::without_interrupts(|| {
+        let mut pool = DMA.lock();
+        let first = pool.1.alloc(pages)?;
+        Some(PhysAddr::new(pool.0 + first as u64 * PAGE_SIZE))
+    })?;
+    // SAFETY: the run was just handed out to us alone and is reached through the physical window.
+    unsafe { core::ptr::write_bytes(phys_to_virt(phys).as_mut_ptr::<u8>(), 0, pages * PAGE_SIZE as usize) };
+    Some(DmaBuffer { phys, pages })
+}
+
+/// Gives back `pages` pages at `phys` that `dma_alloc` handed out; anything else is refused
+/// (logged), never corrupting the pool.
+pub fn dma_free_raw(phys: PhysAddr, pages: usize) {
+    let ok = arch::without_interrupts(|| {
+        let mut pool = DMA.lock();
+        let Some(off) = phys.as_u64().checked_sub(pool.0) else { return false };
+        off % PAGE_SIZE == 0 && pool.1.free((off / PAGE_SIZE) as usize, pages)
+    });
+    if !ok {
+        log::error!("DMA free of {pages} pages at {:#x}: not a run the pool handed out", phys.as_u64());
+    }
+}
+
+/// Whether `phys` lies in the DMA pool.
+pub fn dma_pool_contains(phys: PhysAddr) -> bool {
+    let base = arch::without_interrupts(|| DMA.lock().0);
+    (base..base + DMA_POOL_PAGES as u64 * PAGE_SIZE).contains(&phys.as_u64()) && base != 0
+}
+
 /// Size of the heap mapped at boot; it grows on demand beyond that.
 const INITIAL_HEAP: u64 = 1024 * 1024;
 
@@ -370,6 +448,12 @@ pub fn init(phys_offset: Option<u64>, regions: &MemoryRegions) -> Result<(), Ini
             }
         }
     }
+    // Device memory first, while the regions are untouched and contiguous.
+    match FRAMES.lock().alloc_contiguous(DMA_POOL_PAGES as u64) {
+        Some(first) => *DMA.lock() = (first, super::dma::RunAllocator::new(DMA_POOL_PAGES)),
+        None => log::warn!("no contiguous memory for the DMA pool: devices cannot be used"),
+    }
+
     let mut taken = [false; 512];
     let heap = reserve_l4_slot(&mut taken).ok_or(InitError::NoFreeAddressSpace)?;
     let mmio = reserve_l4_slot(&mut taken).ok_or(InitError::NoFreeAddressSpace)?;

@@ -2,6 +2,7 @@
 //!
 //! The bookkeeping (`frame`, `grow`) is plain logic tested on the host; the parts that touch page
 //! tables and the CPU are built only for the kernel.
+pub mod dma;
 pub mod frame;
 pub mod grow;
 

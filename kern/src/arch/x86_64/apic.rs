@@ -153,6 +153,14 @@ fn calibrate() -> Result<(u64, u64), ApicError> {
 }
 
 /// Acknowledges the interrupt being handled.
+/// This CPU's local APIC id (0 before `init`).
+pub fn id() -> u8 {
+    if BASE.get().is_none() {
+        return 0;
+    }
+    (read(REG_ID) >> 24) as u8
+}
+
 pub fn end_of_interrupt() {
     write(REG_EOI, 0);
 }

@@ -85,3 +85,40 @@ pub(super) fn handlers() -> Handlers {
     // SAFETY: see `Table`: callers run with interrupts off on the CPU that writes the table.
     unsafe { *HANDLERS.0.get() }
 }
+
+/// Handlers of device interrupt lines (ISA/PCI legacy lines 0..16), several per line (PCI
+/// lines are shared): each asks its own device whether it interrupted.
+const LINES: usize = 16;
+const PER_LINE: usize = 4;
+
+struct DeviceTable(UnsafeCell<[[Option<fn()>; PER_LINE]; LINES]>);
+
+// SAFETY: as `Table`: written with interrupts off on the only CPU, read by the interrupt path on it.
+unsafe impl Sync for DeviceTable {}
+
+static DEVICES: DeviceTable = DeviceTable(UnsafeCell::new([[None; PER_LINE]; LINES]));
+
+/// Adds `handler` to line `line`'s handlers; false if the line is out of range or full.
+pub(super) fn add_device_handler(line: u8, handler: fn()) -> bool {
+    super::without_interrupts(|| {
+        // SAFETY: see `DeviceTable`.
+        let table = unsafe { &mut *DEVICES.0.get() };
+        let Some(slots) = table.get_mut(usize::from(line)) else { return false };
+        match slots.iter_mut().find(|s| s.is_none()) {
+            Some(slot) => {
+                *slot = Some(handler);
+                true
+            }
+            None => false,
+        }
+    })
+}
+
+/// Runs line `line`'s handlers (interrupts off).
+pub(super) fn device_interrupt(line: u8) {
+    // SAFETY: see `DeviceTable`: read with interrupts off.
+    let slots = unsafe { (*DEVICES.0.get()).get(usize::from(line)).copied() };
+    for handler in slots.into_iter().flatten().flatten() {
+        handler();
+    }
+}

@@ -7,7 +7,9 @@ pub mod fixup;
 pub mod fwcfg;
 pub mod gdt;
 pub mod hooks;
+pub mod ioapic;
 pub mod paging;
+pub mod pci;
 pub mod serial;
 pub mod syscall;
 pub mod trap;
@@ -64,6 +66,16 @@ pub fn disable_interrupts() {
 
 pub fn interrupts_enabled() -> bool {
     interrupts::are_enabled()
+}
+
+/// Delivers device interrupt line `line` (a PCI function's legacy line, 0..16) to `handler`,
+/// which runs with interrupts off and must ask its device whether it interrupted (lines are
+/// shared). The line is routed to this CPU.
+pub fn add_device_interrupt(line: u8, handler: fn()) -> Result<(), ioapic::IoApicError> {
+    if line >= 16 || !hooks::add_device_handler(line, handler) {
+        return Err(ioapic::IoApicError::NoSuchPin { gsi: line, pins: 16 });
+    }
+    ioapic::route(line, trap::DEVICE_VECTOR_BASE + line, ioapic::Trigger::PCI_LEGACY, apic::id())
 }
 
 /// The address the last page fault on this CPU was about (CR2).

@@ -17,6 +17,8 @@ use super::{apic, cpu, fixup, gdt};
 
 /// Vector of the local APIC timer.
 pub const TIMER_VECTOR: u8 = 0x20;
+/// Vectors of device interrupt lines 0..16 (routed by the I/O APIC).
+pub const DEVICE_VECTOR_BASE: u8 = 0x30;
 /// Vector the local APIC reports spurious interrupts on.
 pub const SPURIOUS_VECTOR: u8 = 0xFF;
 /// Vectors the (masked) legacy PICs are remapped to, so that a stray PIC interrupt can never be
@@ -249,6 +251,10 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         v if v == u64::from(TIMER_VECTOR) => {
             apic::end_of_interrupt();
             (h.timer)(frame);
+        }
+        v if (u64::from(DEVICE_VECTOR_BASE)..u64::from(DEVICE_VECTOR_BASE) + 16).contains(&v) => {
+            hooks::device_interrupt((v - u64::from(DEVICE_VECTOR_BASE)) as u8);
+            apic::end_of_interrupt();
         }
         v if v == u64::from(SPURIOUS_VECTOR) => {}
         v if v >= u64::from(PIC_BASE_VECTOR) && v < u64::from(PIC_BASE_VECTOR) + 16 => {
