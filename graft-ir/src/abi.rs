@@ -616,6 +616,16 @@ const _: () = {
         match p.validator {
             Validator::Index { of } => {
                 assert!(of < p.params.len() && p.params[of].ty.is_int(), "Index names a missing or handle parameter");
+                // The count it bounds the index by is a buffer's count.
+                let mut counted = false;
+                let mut r = 0;
+                while r < p.regions.len() {
+                    if let Extent::Param(k) = p.regions[r].extent {
+                        counted |= k == of;
+                    }
+                    r += 1;
+                }
+                assert!(counted, "Index must name the parameter that counts a buffer's records");
             }
             Validator::BlockList { out, file } => {
                 assert!(out >= 1 && out <= p.regions.len(), "BlockList names a missing region");
