@@ -63,6 +63,17 @@ fn reference() -> String {
         let calls: Vec<String> = p.callables.iter().map(|c| format!("`{c}`")).collect();
         writeln!(s, "**May import**: {}.\n", calls.join(", ")).unwrap();
     }
+    s.push_str(
+        "## Where each piece comes from\n\n\
+         One row of `GRAFT_POINTS` defines a point. Derived from it, and checked against it: the \
+         kernel's record type of each buffer of records (`record!` in `kern/src/graft/points.rs`, \
+         a compile error if its fields differ from the row's), `graftc run`'s model of the point \
+         (arguments, buffers given field by field, the validator's facts), `graftc points`, the \
+         benchmark fixtures (`kern/src/bench.rs`), the differential generator \
+         (`graft-jit/tests/modgen`), the hostile program's way to reach the point, and this file. \
+         Tests that fail when a point lacks a piece: `every_point_has_its_kernel_pieces` (kern), \
+         `every_point_has_a_host_model_derived_from_its_row` (graftc), and this file's own.\n",
+    );
     s
 }
 
