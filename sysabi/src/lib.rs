@@ -32,9 +32,11 @@ pub enum Sys {
     Sleep = 4,
     /// `getpid() -> pid`.
     GetPid = 5,
-    /// `write(fd, buf, len) -> written`: `fd` 1 or 2 is the console.
+    /// `write(fd, buf, len) -> written`: `fd` 1 or 2 is the console; any other is an open
+    /// file, written at its offset (at its end with `APPEND`), which then advances.
     Write = 6,
-    /// `read(fd, buf, len) -> read`: `fd` 0 is the console; blocks until at least one byte.
+    /// `read(fd, buf, len) -> read`: `fd` 0 is the console (blocks until at least one byte);
+    /// any other is an open file, read from its offset (0 at the end).
     Read = 7,
     /// `clock() -> ns`: monotonic time since boot in nanoseconds.
     Clock = 8,
@@ -77,15 +79,51 @@ pub enum Sys {
     GetTid = 22,
     /// `points(out, out_len) -> bytes`: the graft points' names, each followed by a NUL byte.
     GraftPoints = 23,
+    /// `open(path, path_len, flags) -> fd`: opens a file of the disk's file system (an absolute
+    /// path; a relative one is taken from `/`). `flags` are [`open`] bits: at least one of
+    /// `READ`, `WRITE`; `CREATE` makes a missing file (`EXCLUSIVE` with it: `Exists` if it is
+    /// there), `TRUNCATE` empties it (needs `WRITE`), `APPEND` writes at the end. Directories
+    /// open only for reading (`IsADirectory` otherwise). Descriptors start at 3.
+    Open = 24,
+    /// `close(fd) -> 0`.
+    Close = 25,
+    /// `seek(fd, offset, whence) -> new offset`: `whence` 0 from the start, 1 from the current
+    /// offset, 2 from the end; a negative result is `InvalidArgument`.
+    Seek = 26,
+    /// `stat(path, path_len, out, out_len) -> bytes`: fills a [`FileStat`].
+    Stat = 27,
+    /// `fstat(fd, out, out_len) -> bytes`: fills a [`FileStat`] for an open file.
+    Fstat = 28,
+    /// `fsync(fd) -> 0`: returns once the file's data and metadata are on the disk.
+    Fsync = 29,
+    /// `sync() -> 0`: writes every dirty block of the file system and waits for them.
+    Sync = 30,
+    /// `unlink(path, path_len) -> 0`: removes a file (not a directory: `IsADirectory`); a file
+    /// some process has open is `Busy`.
+    Unlink = 31,
+    /// `mkdir(path, path_len) -> 0`.
+    Mkdir = 32,
+    /// `rmdir(path, path_len) -> 0`: removes an empty directory (`NotEmpty` otherwise).
+    Rmdir = 33,
+    /// `readdir(path, path_len, out, out_len) -> bytes`: the directory's entries (without `.`
+    /// and `..`), each a [`DirEntryHeader`] followed by the name's bytes; `BufferTooSmall` if
+    /// they do not all fit.
+    Readdir = 34,
+    /// `rename(from, from_len, to, to_len) -> 0`: moves or renames; an existing file at `to`
+    /// is replaced, an existing directory only if empty.
+    Rename = 35,
+    /// `fsinfo(out, out_len) -> bytes`: fills a [`FsInfo`] (for `df`).
+    FsInfo = 36,
 }
 
 impl Sys {
-    pub const ALL: [Sys; 24] = [
+    pub const ALL: [Sys; 37] = [
         Sys::Exit, Sys::Spawn, Sys::Wait, Sys::Yield, Sys::Sleep, Sys::GetPid, Sys::Write,
         Sys::Read, Sys::Clock, Sys::Map, Sys::Unmap, Sys::GraftLoad, Sys::GraftAttach,
         Sys::GraftDetach, Sys::GraftStats, Sys::GraftList, Sys::FileList, Sys::FileRead,
         Sys::ThreadSpawn, Sys::ThreadExit, Sys::FutexWait, Sys::FutexWake, Sys::GetTid,
-        Sys::GraftPoints,
+        Sys::GraftPoints, Sys::Open, Sys::Close, Sys::Seek, Sys::Stat, Sys::Fstat, Sys::Fsync,
+        Sys::Sync, Sys::Unlink, Sys::Mkdir, Sys::Rmdir, Sys::Readdir, Sys::Rename, Sys::FsInfo,
     ];
 
     pub fn from_number(n: u64) -> Option<Sys> {
@@ -137,15 +175,44 @@ pub enum Error {
     TooMany = 19,
     /// The graft uses a kernel callable that is not implemented yet.
     Unsupported = 20,
+    /// The file already exists.
+    Exists = 21,
+    /// A path component (or the target) is not a directory.
+    NotADirectory = 22,
+    /// The operation needs a file, not a directory.
+    IsADirectory = 23,
+    /// The directory is not empty.
+    NotEmpty = 24,
+    /// The file system is full (blocks or inodes).
+    NoSpace = 25,
+    /// Not an open file descriptor of the caller (or not open for this operation).
+    BadDescriptor = 26,
+    /// A path component is longer than the file system allows.
+    NameTooLong = 27,
+    /// The disk failed a transfer.
+    IoError = 28,
+    /// The file system's on-disk structures are inconsistent; nothing was changed.
+    Corrupt = 29,
+    /// The file system is read-only.
+    ReadOnly = 30,
+    /// There is no file system (no disk, or it could not be mounted).
+    NoFileSystem = 31,
+    /// The file is in use (open by a process).
+    Busy = 32,
+    /// The file is too large for the file system.
+    FileTooLarge = 33,
 }
 
 impl Error {
-    pub const ALL: [Error; 20] = [
+    pub const ALL: [Error; 33] = [
         Error::NoSys, Error::BadAddress, Error::InvalidArgument, Error::NotFound,
         Error::NotExecutable, Error::NoSuchProcess, Error::NoMemory, Error::BufferTooSmall,
         Error::BadBlob, Error::Rejected, Error::NoSuchGraft, Error::NoSuchPoint,
         Error::WrongPoint, Error::SlotTaken, Error::NotAttached, Error::PermissionDenied,
-        Error::TimedOut, Error::WouldBlock, Error::TooMany, Error::Unsupported,
+        Error::TimedOut, Error::WouldBlock, Error::TooMany, Error::Unsupported, Error::Exists,
+        Error::NotADirectory, Error::IsADirectory, Error::NotEmpty, Error::NoSpace,
+        Error::BadDescriptor, Error::NameTooLong, Error::IoError, Error::Corrupt, Error::ReadOnly,
+        Error::NoFileSystem, Error::Busy, Error::FileTooLarge,
     ];
 
     pub fn code(self) -> i64 {
@@ -184,6 +251,19 @@ impl Error {
             Error::WouldBlock => "WouldBlock",
             Error::TooMany => "TooMany",
             Error::Unsupported => "Unsupported",
+            Error::Exists => "Exists",
+            Error::NotADirectory => "NotADirectory",
+            Error::IsADirectory => "IsADirectory",
+            Error::NotEmpty => "NotEmpty",
+            Error::NoSpace => "NoSpace",
+            Error::BadDescriptor => "BadDescriptor",
+            Error::NameTooLong => "NameTooLong",
+            Error::IoError => "IoError",
+            Error::Corrupt => "Corrupt",
+            Error::ReadOnly => "ReadOnly",
+            Error::NoFileSystem => "NoFileSystem",
+            Error::Busy => "Busy",
+            Error::FileTooLarge => "FileTooLarge",
         }
     }
 }
@@ -214,6 +294,81 @@ pub struct GraftStats {
     pub aborts: [u64; ABORT_SLOTS],
     /// Fuel spent (IR instructions executed) over all calls.
     pub fuel_used: u64,
+}
+
+/// Bits of `open`'s flags.
+pub mod open {
+    pub const READ: u64 = 1 << 0;
+    pub const WRITE: u64 = 1 << 1;
+    pub const CREATE: u64 = 1 << 2;
+    pub const TRUNCATE: u64 = 1 << 3;
+    pub const APPEND: u64 = 1 << 4;
+    pub const EXCLUSIVE: u64 = 1 << 5;
+    /// Every defined bit: any other is `InvalidArgument`.
+    pub const ALL: u64 = READ | WRITE | CREATE | TRUNCATE | APPEND | EXCLUSIVE;
+}
+
+/// `seek`'s `whence`.
+pub mod whence {
+    pub const SET: u64 = 0;
+    pub const CURRENT: u64 = 1;
+    pub const END: u64 = 2;
+}
+
+/// File kinds in [`FileStat::kind`] and [`DirEntryHeader::kind`].
+pub mod kind {
+    pub const REGULAR: u32 = 1;
+    pub const DIRECTORY: u32 = 2;
+    pub const SYMLINK: u32 = 3;
+    pub const OTHER: u32 = 4;
+}
+
+/// What `stat` and `fstat` write.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct FileStat {
+    /// The inode number.
+    pub ino: u64,
+    pub size: u64,
+    /// Bytes of disk the file occupies (data and its block map).
+    pub disk_bytes: u64,
+    /// One of [`kind`].
+    pub kind: u32,
+    /// Permission bits (`0o644`).
+    pub mode: u32,
+    pub links: u32,
+    pub _pad: u32,
+    /// Last modification, seconds (the file system's clock).
+    pub mtime: u64,
+}
+
+/// One entry of `readdir`'s answer; the name's `name_len` bytes follow it, then the next entry
+/// (at the next multiple of 8 bytes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct DirEntryHeader {
+    pub ino: u64,
+    /// One of [`kind`].
+    pub kind: u32,
+    pub name_len: u32,
+}
+
+/// What `fsinfo` writes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct FsInfo {
+    pub block_size: u64,
+    pub blocks: u64,
+    pub free_blocks: u64,
+    pub inodes: u64,
+    pub free_inodes: u64,
+    /// Buffer-cache counters since boot.
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub cache_blocking_reads: u64,
+    pub cache_async_reads: u64,
+    pub cache_prefetch_hits: u64,
+    pub cache_blocks: u64,
 }
 
 /// Lowest address user programs may use; everything from `USER_END` up is the kernel's.

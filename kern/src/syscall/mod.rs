@@ -45,7 +45,9 @@ fn call(sys: Sys, a: [u64; 6]) -> Result<u64, Error> {
         Sys::Exit | Sys::ThreadExit | Sys::Spawn | Sys::Wait | Sys::Yield | Sys::Sleep | Sys::GetPid | Sys::GetTid
         | Sys::Clock | Sys::ThreadSpawn | Sys::FutexWait | Sys::FutexWake => process::call(sys, a),
         Sys::Map | Sys::Unmap => memory::call(sys, a),
-        Sys::Write | Sys::Read | Sys::FileList | Sys::FileRead => file::call(sys, a),
+        Sys::Write | Sys::Read | Sys::FileList | Sys::FileRead | Sys::Open | Sys::Close | Sys::Seek | Sys::Stat
+        | Sys::Fstat | Sys::Fsync | Sys::Sync | Sys::Unlink | Sys::Mkdir | Sys::Rmdir | Sys::Readdir | Sys::Rename
+        | Sys::FsInfo => file::call(sys, a),
         Sys::GraftPoints | Sys::GraftLoad | Sys::GraftAttach | Sys::GraftDetach | Sys::GraftStats | Sys::GraftList => {
             graft::call(sys, a)
         }
