@@ -32,6 +32,11 @@ pub const MAX_DATA_SIZE: u32 = 1 << 20;
 pub const MAX_FUEL: u64 = 1_000_000;
 /// Deepest nesting of internal-function frames; the entry function is depth 1.
 pub const MAX_CALL_DEPTH: u32 = 64;
+/// Bytes of stack the graft's own frames may use in one call (the kernel's graft stack less
+/// what it keeps for the callables the graft calls): frames that would go deeper abort
+/// `StackOverflow`, which large frames can reach before `MAX_CALL_DEPTH`. `graftc run` gives
+/// the JIT the same budget.
+pub const GRAFT_STACK_FRAMES: u64 = 64 * 1024;
 /// Largest static offset of a load or store (keeps `imm` in the range every region check
 /// and the JIT's address arithmetic handle without overflow concerns).
 pub const MAX_IMM_OFFSET: u32 = 1 << 24;

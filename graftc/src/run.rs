@@ -335,7 +335,13 @@ pub fn run(verified: &Verified, config: &RunConfig) -> Result<RunReport, RunSetu
     }
     let fuel = config.fuel.unwrap_or(verified.module().resources.fuel);
     let jit = match config.engine {
-        Engine::Jit => Some(graft_jit::host::Loaded::compile(verified).map_err(|e| RunSetupError::Jit(e.to_string()))?),
+        Engine::Jit => {
+            let mut loaded = graft_jit::host::Loaded::compile(verified).map_err(|e| RunSetupError::Jit(e.to_string()))?;
+            // The kernel's stack for the graft's frames, so that a deep recursion aborts here
+            // where it would abort there.
+            loaded.set_stack_budget(graft_ir::limits::GRAFT_STACK_FRAMES);
+            Some(loaded)
+        }
         Engine::Interp => None,
     };
     let mut host = MockHost::default();
