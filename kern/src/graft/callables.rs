@@ -127,6 +127,16 @@ pub static LOCKS: LockTable = LockTable::new();
 /// Which process owns each lock of `LOCKS`, and its number within the process.
 static LOCK_OWNERS: Mutex<BTreeMap<(ProcessId, i32), LockId>> = Mutex::new(BTreeMap::new());
 
+/// Gives back the graft locks process `pid` created (it has exited: no transaction of its
+/// grafts is running), so that later processes can have them. Returns how many.
+pub fn forget_process_locks(pid: ProcessId) -> usize {
+    crate::sync::without_interrupts(|| {
+        let mut owners = LOCK_OWNERS.lock();
+        let before = owners.len();
+        owners.retain(|(p, _), _| *p != pid);
+        before - owners.len()
+    })
+}
 
 /// The kernel lock behind process `pid`'s lock number `n`, if the process has used it.
 pub fn lock_id(pid: ProcessId, n: i32) -> Option<LockId> {
@@ -298,6 +308,21 @@ mod tests {
             let r = unsafe { f(core::ptr::null_mut(), 40, 0, 0, 0, 0, 2) };
             assert_eq!((r, SEEN.load(Ordering::Relaxed)), (42, id));
         }
+    }
+
+    #[test]
+    fn an_exited_process_gives_its_locks_back() {
+        let pid = ProcessId(2002);
+        let mut txn = TxnLog::new(Owner(3), 8, 4);
+        txn.begin().unwrap();
+        let mut ctx = CallCtx { owner: pid, txn: &mut txn, memory_limit: 0 };
+        let get = abi::callable("lock.get").unwrap();
+        let r = kernel_registry().unwrap();
+        assert!(r.call(get, &mut ctx, &[0]).is_ok() && r.call(get, &mut ctx, &[5]).is_ok());
+        txn.commit(&LOCKS).unwrap();
+        assert!(lock_id(pid, 5).is_some());
+        assert_eq!(forget_process_locks(pid), 2);
+        assert_eq!(lock_id(pid, 5), None);
     }
 
     #[test]
