@@ -1,4 +1,5 @@
-//! The read-only ramdisk: listing and reading files.
+//! The read-only boot ramdisk, from which programs are started: listing and reading files.
+//! The disk's file system is [`crate::file`].
 
 use crate::{args, sys};
 use alloc::string::{String, ToString};

@@ -4,8 +4,9 @@
 //! It owns the process entry point (`_start`, which decodes the arguments the kernel put on the
 //! initial stack), typed wrappers of every system call ([`sys`]), the heap (grown with `map`),
 //! console output macros and line input ([`console`], [`line`]), threads and futex-based locks
-//! ([`thread`], [`sync`]), and the graft calls with readable statistics ([`graft`]). It is not a
-//! libc: there are no files beyond the read-only ramdisk and no signals.
+//! ([`thread`], [`sync`]), the graft calls with readable statistics ([`graft`]), the boot
+//! ramdisk ([`fs`]) and the disk's file system ([`file`]: open files, directories, `stat`,
+//! `sync`). It is not a libc: no signals, no current directory (paths start at `/`).
 //!
 //! ```ignore
 //! #![no_std]
@@ -27,6 +28,7 @@ extern crate alloc;
 
 pub mod args;
 pub mod console;
+pub mod file;
 pub mod fs;
 pub mod graft;
 pub mod line;

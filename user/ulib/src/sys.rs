@@ -7,7 +7,7 @@
 
 use core::arch::asm;
 use core::sync::atomic::AtomicU32;
-use sysabi::{Error, GraftStats, Sys};
+use sysabi::{DirEntryHeader, Error, FileStat, FsInfo, GraftStats, Sys};
 
 /// Makes system call `n` with up to five arguments; returns the raw `rax`.
 ///
@@ -146,7 +146,8 @@ pub fn gettid() -> u64 {
     result(unsafe { syscall0(Sys::GetTid as u64) }).unwrap_or(0)
 }
 
-/// Writes to `fd` (1 or 2: the console); the count written, possibly short.
+/// Writes to `fd` (1 or 2: the console; 3 and up: an open file, at its offset); the count
+/// written, possibly short.
 pub fn write(fd: u64, buf: &[u8]) -> Result<usize, Error> {
     // SAFETY: `buf` is readable for its length; the kernel only reads it.
     result(unsafe { syscall3(Sys::Write as u64, fd, ptr(buf.as_ptr()), buf.len() as u64) })
@@ -167,7 +168,8 @@ pub fn write_all(fd: u64, mut buf: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
-/// Reads from `fd` (0: the console); blocks until at least one byte is there.
+/// Reads from `fd` (0: the console, which blocks until at least one byte is there; 3 and up:
+/// an open file, from its offset, 0 at the end).
 pub fn read(fd: u64, buf: &mut [u8]) -> Result<usize, Error> {
     // SAFETY: `buf` is writable for its length and nothing else aliases it during the call.
     result(unsafe { syscall3(Sys::Read as u64, fd, ptr(buf.as_mut_ptr()), buf.len() as u64) })
@@ -320,4 +322,129 @@ pub fn futex_wait(word: &AtomicU32, expected: u32, timeout_ms: u64) -> Result<()
 pub fn futex_wake(word: &AtomicU32, count: u32) -> Result<u64, Error> {
     // SAFETY: the kernel uses the address only as a key.
     result(unsafe { syscall2(Sys::FutexWake as u64, ptr(word.as_ptr()), count as u64) })
+}
+
+// The file system's records, as docs/syscalls.md lays them out; a change there is an ABI change.
+const _: () = assert!(core::mem::size_of::<FileStat>() == 48);
+const _: () = assert!(core::mem::size_of::<DirEntryHeader>() == 16);
+const _: () = assert!(core::mem::size_of::<FsInfo>() == 88);
+
+/// Opens `path` on the disk's file system with [`sysabi::open`] flags; the descriptor (3 or
+/// more). Prefer [`crate::file::File::open`], which closes it when dropped.
+pub fn open(path: &str, flags: u64) -> Result<u64, Error> {
+    // SAFETY: `path` is readable for its length; the kernel only reads it.
+    result(unsafe { syscall3(Sys::Open as u64, ptr(path.as_ptr()), path.len() as u64, flags) })
+}
+
+/// Closes descriptor `fd`.
+pub fn close(fd: u64) -> Result<(), Error> {
+    // SAFETY: no pointer arguments.
+    result(unsafe { syscall1(Sys::Close as u64, fd) }).map(drop)
+}
+
+/// Moves the offset of `fd` to `offset` relative to `whence` ([`sysabi::whence`]); the new
+/// offset from the start. A position before the start is `InvalidArgument`.
+pub fn seek(fd: u64, offset: i64, whence: u64) -> Result<u64, Error> {
+    // SAFETY: no pointer arguments; the offset travels as its two's-complement bits.
+    result(unsafe { syscall3(Sys::Seek as u64, fd, offset as u64, whence) })
+}
+
+/// Checks that a record call wrote exactly one `T`.
+fn whole_record<T>(written: u64) -> Result<(), Error> {
+    if written as usize == core::mem::size_of::<T>() {
+        Ok(())
+    } else {
+        // A kernel built against another layout: do not pretend we understood it.
+        Err(Error::InvalidArgument)
+    }
+}
+
+/// The status of the file at `path`.
+pub fn stat(path: &str) -> Result<FileStat, Error> {
+    let mut st = FileStat::default();
+    let len = core::mem::size_of::<FileStat>();
+    // SAFETY: `path` is readable for its length; `st` is a plain `repr(C)` struct of integers, writable for `len` bytes, and any bytes the kernel writes form a valid value.
+    let n = result(unsafe {
+        syscall4(Sys::Stat as u64, ptr(path.as_ptr()), path.len() as u64, ptr(&raw mut st), len as u64)
+    })?;
+    whole_record::<FileStat>(n)?;
+    Ok(st)
+}
+
+/// The status of the open file `fd`.
+pub fn fstat(fd: u64) -> Result<FileStat, Error> {
+    let mut st = FileStat::default();
+    let len = core::mem::size_of::<FileStat>();
+    // SAFETY: as in `stat`: a plain integer struct, writable for `len` bytes.
+    let n = result(unsafe { syscall3(Sys::Fstat as u64, fd, ptr(&raw mut st), len as u64) })?;
+    whole_record::<FileStat>(n)?;
+    Ok(st)
+}
+
+/// Returns once the data and metadata of `fd` are on the disk.
+pub fn fsync(fd: u64) -> Result<(), Error> {
+    // SAFETY: no pointer arguments.
+    result(unsafe { syscall1(Sys::Fsync as u64, fd) }).map(drop)
+}
+
+/// Writes every dirty block of the file system and waits for them.
+pub fn sync() -> Result<(), Error> {
+    // SAFETY: no pointer arguments.
+    result(unsafe { syscall0(Sys::Sync as u64) }).map(drop)
+}
+
+/// Calls `n(path, path_len)`.
+fn path_call(n: Sys, path: &str) -> Result<(), Error> {
+    // SAFETY: `path` is readable for its length; the kernel only reads it.
+    result(unsafe { syscall2(n as u64, ptr(path.as_ptr()), path.len() as u64) }).map(drop)
+}
+
+/// Removes the file at `path` (not a directory).
+pub fn unlink(path: &str) -> Result<(), Error> {
+    path_call(Sys::Unlink, path)
+}
+
+/// Makes the directory `path`.
+pub fn mkdir(path: &str) -> Result<(), Error> {
+    path_call(Sys::Mkdir, path)
+}
+
+/// Removes the empty directory `path`.
+pub fn rmdir(path: &str) -> Result<(), Error> {
+    path_call(Sys::Rmdir, path)
+}
+
+/// Writes the entries of directory `path` into `out` as [`DirEntryHeader`] records; the bytes
+/// written. [`crate::file::read_dir`] grows the buffer and parses the records.
+pub fn readdir(path: &str, out: &mut [u8]) -> Result<usize, Error> {
+    // SAFETY: `path` is readable and `out` writable for their lengths.
+    result(unsafe {
+        syscall4(
+            Sys::Readdir as u64,
+            ptr(path.as_ptr()),
+            path.len() as u64,
+            ptr(out.as_mut_ptr()),
+            out.len() as u64,
+        )
+    })
+    .map(|n| n as usize)
+}
+
+/// Moves or renames `from` to `to`.
+pub fn rename(from: &str, to: &str) -> Result<(), Error> {
+    // SAFETY: both strings are readable for their lengths; the kernel only reads them.
+    result(unsafe {
+        syscall4(Sys::Rename as u64, ptr(from.as_ptr()), from.len() as u64, ptr(to.as_ptr()), to.len() as u64)
+    })
+    .map(drop)
+}
+
+/// The file system's sizes and the buffer cache's counters.
+pub fn fsinfo() -> Result<FsInfo, Error> {
+    let mut info = FsInfo::default();
+    let len = core::mem::size_of::<FsInfo>();
+    // SAFETY: `info` is a plain `repr(C)` struct of integers, writable for `len` bytes.
+    let n = result(unsafe { syscall2(Sys::FsInfo as u64, ptr(&raw mut info), len as u64) })?;
+    whole_record::<FsInfo>(n)?;
+    Ok(info)
 }
