@@ -350,6 +350,8 @@ impl<D: BlockDevice> BlockCache<D> {
                         f.data = completion.buffer;
                         f.state = FrameState::Valid;
                         self.lru.insert(f.last_use, frame);
+                        // An older failure of this block is no longer news.
+                        self.read_errors.remove(&f.block);
                     }
                     result => {
                         // A failed read leaves nothing cached; the reader's retry gets the error.
@@ -546,6 +548,8 @@ impl<D: BlockDevice> BlockCache<D> {
         } else {
             f.data = vec![0; self.block_size];
         }
+        self.read_errors.remove(&block);
+        let f = &mut self.frames[frame];
         f.block = block;
         f.state = FrameState::Valid;
         f.dirty = true;

@@ -185,6 +185,12 @@ fn device_errors_are_reported_not_retried_forever() {
     let err = cache.read(&mut PollingWaiter::default(), 12, 0, &mut buf);
     assert!(matches!(err, Err(CacheError::Device { block: 12, error: DeviceError::Failed { .. } })));
     assert!(!cache.is_cached(12));
+    // The error is reported once; when the device recovers the block reads again.
+    cache.device_mut().fail_sector(None);
+    cache.read(&mut PollingWaiter::default(), 12, 0, &mut buf).unwrap();
+    assert_eq!(buf[0], 12);
+    cache.discard(12).unwrap();
+    cache.device_mut().fail_sector(Some((12 * BS / SECTOR_SIZE) as u64));
     assert_eq!(cache.begin_read(999), Err(CacheError::OutOfRange { block: 999 }));
     // A failed write-back is reported by the next sync.
     cache.wait_for(&mut PollingWaiter::default(), |c| c.begin_overwrite(12)).unwrap();
