@@ -5,17 +5,34 @@
 extern crate alloc;
 
 use alloc::string::String;
+use alloc::vec;
 use alloc::vec::Vec;
 use sysabi::Error;
 use ulib::args::{parse_u64, parse_i32};
 use ulib::graft::{self, LoadError, StatsLine};
 use ulib::line::split_words;
+use ulib::file::{self, File, FileKind};
 use ulib::{console, fs, print, println, process, sys};
 
 const HELP: &str = "\
 commands:
   help                      this text
-  ls                        list the ramdisk's files
+files on the disk (paths start at /; errors are printed by name, e.g. NotFound):
+  ls [DIR|FILE]             list a directory (default /): kind, size, name; without a
+                            file system (NoFileSystem) `ls` lists the ramdisk instead
+  cat FILE...               print files
+  write FILE TEXT...        create or empty FILE and write TEXT (words joined by spaces)
+                            and a newline; quote to keep spaces: write f \"a  b\"
+  append FILE TEXT...       the same, at the end of FILE (created if missing)
+  rm FILE...                remove files
+  mkdir DIR...              make directories
+  rmdir DIR...              remove empty directories
+  mv FROM TO                rename or move a file or directory (a file at TO is replaced)
+  stat PATH...              inode, kind, size, disk use, mode, links, mtime
+  sync                      write every dirty block to the disk
+  df                        file system size, use, inodes and buffer-cache counters
+programs and grafts (from the ramdisk the kernel booted with):
+  ramdisk                   list the ramdisk's files
   run PROG [ARGS...]        run a program and wait for it (also: PROG [ARGS...])
   bg PROG [ARGS...]         start a program and return at once (prints its pid)
   wait PID                  wait for a program started with `bg`
@@ -33,10 +50,161 @@ enum Flow {
     Exit(i32),
 }
 
-fn cmd_ls() -> Result<(), Error> {
+fn cmd_ramdisk() -> Result<(), Error> {
     for name in fs::list()? {
         println!("{name}");
     }
+    Ok(())
+}
+
+/// Prints `cmd: path: error` for a failed file command; the shell goes on.
+fn report(cmd: &str, path: &str, r: Result<(), Error>) {
+    if let Err(e) = r {
+        println!("{cmd}: {path}: {e}");
+    }
+}
+
+/// One line of `ls`: kind, size, name (directories end in `/`).
+fn print_entry(kind: FileKind, size: Option<u64>, name: &str) {
+    let slash = if kind == FileKind::Directory { "/" } else { "" };
+    match size {
+        Some(size) => println!("{kind:<7} {size:>10}  {name}{slash}"),
+        None => println!("{kind:<7} {:>10}  {name}{slash}", "?"),
+    }
+}
+
+fn cmd_ls(words: &[String]) -> Result<(), Error> {
+    let dir = words.first().map(String::as_str).unwrap_or("/");
+    if words.len() > 1 {
+        println!("usage: ls [DIR|FILE]");
+        return Ok(());
+    }
+    let mut entries = match file::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(Error::NoFileSystem | Error::NoSys) if words.is_empty() => {
+            println!("(no file system on a disk: the ramdisk's files)");
+            return cmd_ramdisk();
+        }
+        Err(Error::NotADirectory) => {
+            // `ls FILE` shows that file's line.
+            let r = file::stat(dir).map(|m| print_entry(m.kind, Some(m.size), dir));
+            report("ls", dir, r);
+            return Ok(());
+        }
+        Err(e) => {
+            report("ls", dir, Err(e));
+            return Ok(());
+        }
+    };
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    for e in &entries {
+        let size = file::stat(&file::join(dir, &e.name)).ok().map(|m| m.size);
+        print_entry(e.kind, size, &e.name);
+    }
+    Ok(())
+}
+
+fn cmd_cat(words: &[String]) -> Result<(), Error> {
+    if words.is_empty() {
+        println!("usage: cat FILE...");
+    }
+    for path in words {
+        report("cat", path, cat_one(path));
+    }
+    Ok(())
+}
+
+fn cat_one(path: &str) -> Result<(), Error> {
+    let mut f = File::open(path, file::flags::READ)?;
+    if f.stat()?.is_dir() {
+        return Err(Error::IsADirectory);
+    }
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        sys::write_all(1, &buf[..n])?;
+    }
+}
+
+/// `write FILE TEXT...` (`append` false) and `append FILE TEXT...` (`append` true).
+fn cmd_write(words: &[String], append: bool) -> Result<(), Error> {
+    let name = if append { "append" } else { "write" };
+    let Some((path, text)) = words.split_first() else {
+        println!("usage: {name} FILE TEXT...");
+        return Ok(());
+    };
+    let mut line = text.join(" ");
+    line.push('\n');
+    let mode = if append { file::flags::APPEND } else { file::flags::TRUNCATE };
+    let r = File::open(path, file::flags::WRITE | file::flags::CREATE | mode).and_then(|mut f| {
+        f.write_all(line.as_bytes())?;
+        f.close()
+    });
+    report(name, path, r);
+    Ok(())
+}
+
+/// Runs `op` on each path argument (`rm`, `mkdir`, `rmdir`).
+fn each_path(cmd: &str, words: &[String], op: fn(&str) -> Result<(), Error>) -> Result<(), Error> {
+    if words.is_empty() {
+        println!("usage: {cmd} PATH...");
+    }
+    for path in words {
+        report(cmd, path, op(path));
+    }
+    Ok(())
+}
+
+fn cmd_mv(words: &[String]) -> Result<(), Error> {
+    let [from, to] = words else {
+        println!("usage: mv FROM TO");
+        return Ok(());
+    };
+    if let Err(e) = file::rename(from, to) {
+        println!("mv: {from} -> {to}: {e}");
+    }
+    Ok(())
+}
+
+fn cmd_stat(words: &[String]) -> Result<(), Error> {
+    if words.is_empty() {
+        println!("usage: stat PATH...");
+    }
+    for path in words {
+        match file::stat(path) {
+            Ok(m) => println!(
+                "{path}: {} inode {} size {} disk {} mode {:04o} links {} mtime {}",
+                m.kind, m.ino, m.size, m.disk_bytes, m.mode, m.links, m.mtime
+            ),
+            Err(e) => println!("stat: {path}: {e}"),
+        }
+    }
+    Ok(())
+}
+
+fn cmd_df() -> Result<(), Error> {
+    let i = file::fs_info()?;
+    let kib = |blocks: u64| blocks.saturating_mul(i.block_size) / 1024;
+    let used = i.blocks.saturating_sub(i.free_blocks);
+    let pct = if i.blocks == 0 { 0 } else { used.saturating_mul(100) / i.blocks };
+    println!("block size {} bytes", i.block_size);
+    println!("size   {:>10} KiB  {:>8} blocks", kib(i.blocks), i.blocks);
+    println!("used   {:>10} KiB  {:>8} blocks  {pct}%", kib(used), used);
+    println!("free   {:>10} KiB  {:>8} blocks", kib(i.free_blocks), i.free_blocks);
+    println!(
+        "inodes {:>10} total {:>8} used {:>8} free",
+        i.inodes,
+        i.inodes.saturating_sub(i.free_inodes),
+        i.free_inodes
+    );
+    println!(
+        "cache  {} blocks: {} hits, {} misses, {} blocking reads, {} async reads, {} prefetch hits",
+        i.cache_blocks, i.cache_hits, i.cache_misses, i.cache_blocking_reads, i.cache_async_reads,
+        i.cache_prefetch_hits
+    );
     Ok(())
 }
 
@@ -160,7 +328,18 @@ fn execute(words: &[String]) -> Flow {
             println!("{HELP}");
             Ok(())
         }
-        "ls" => cmd_ls(),
+        "ls" => cmd_ls(rest),
+        "ramdisk" => cmd_ramdisk(),
+        "cat" => cmd_cat(rest),
+        "write" => cmd_write(rest, false),
+        "append" => cmd_write(rest, true),
+        "rm" => each_path("rm", rest, file::unlink),
+        "mkdir" => each_path("mkdir", rest, file::mkdir),
+        "rmdir" => each_path("rmdir", rest, file::rmdir),
+        "mv" => cmd_mv(rest),
+        "stat" => cmd_stat(rest),
+        "sync" => file::sync(),
+        "df" => cmd_df(),
         "run" => cmd_run(rest),
         "bg" => cmd_bg(rest),
         "wait" => cmd_wait(rest),
