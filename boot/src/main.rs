@@ -47,6 +47,13 @@ enum Command {
         #[arg(long)]
         count: u64,
     },
+    /// Check that a file read back from the guest's disk holds fstest's pattern: `len` bytes,
+    /// byte i = (i * 7 + i / 1000) % 256.
+    CheckFilePattern {
+        file: PathBuf,
+        #[arg(long)]
+        len: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -80,6 +87,7 @@ fn main() -> ExitCode {
         }
         Command::Run(args) => qemu::run(&args),
         Command::CheckPattern { image, seed, first, count } => check_pattern(&image, seed, first, count),
+        Command::CheckFilePattern { file, len } => check_file_pattern(&file, len),
     }
 }
 
@@ -102,6 +110,35 @@ fn check_pattern(image: &std::path::Path, seed: u32, first: u64, count: u64) -> 
         }
         Some(s) => {
             eprintln!("host: sector {s} of {} does not hold the pattern the guest wrote", image.display());
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// fstest's file pattern (user/programs/src/bin/fstest.rs writes it).
+fn file_pattern_byte(i: usize) -> u8 {
+    ((i * 7 + i / 1000) % 256) as u8
+}
+
+fn check_file_pattern(file: &std::path::Path, len: usize) -> ExitCode {
+    let data = match std::fs::read(file) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("boot: reading {}: {e}", file.display());
+            return ExitCode::from(1);
+        }
+    };
+    if data.len() != len {
+        eprintln!("host: {} holds {} bytes, the guest wrote {len}", file.display(), data.len());
+        return ExitCode::from(1);
+    }
+    match data.iter().enumerate().position(|(i, &b)| b != file_pattern_byte(i)) {
+        None => {
+            println!("host: debugfs cat of the guest's {len}-byte pattern file: byte for byte as written");
+            ExitCode::SUCCESS
+        }
+        Some(i) => {
+            eprintln!("host: byte {i} of {} differs from what the guest wrote", file.display());
             ExitCode::from(1)
         }
     }

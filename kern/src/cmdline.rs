@@ -34,11 +34,17 @@ pub struct Cmdline {
     pub log_level: LevelFilter,
     /// Only run in-kernel tests whose name contains this.
     pub test_filter: Option<String>,
+    /// Blocks the buffer cache holds (`cache=N`).
+    pub cache_blocks: usize,
 }
+
+/// The buffer cache's size when the command line does not say, and the range it may say.
+pub const DEFAULT_CACHE_BLOCKS: usize = 1024;
+pub const CACHE_BLOCKS_RANGE: core::ops::RangeInclusive<usize> = 16..=65536;
 
 impl Default for Cmdline {
     fn default() -> Self {
-        Cmdline { mode: Mode::Demo, log_level: LevelFilter::Info, test_filter: None }
+        Cmdline { mode: Mode::Demo, log_level: LevelFilter::Info, test_filter: None, cache_blocks: DEFAULT_CACHE_BLOCKS }
     }
 }
 
@@ -52,7 +58,7 @@ pub enum CmdlineError {
 impl fmt::Display for CmdlineError {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         match self {
-            CmdlineError::UnknownKey(k) => write!(f, "unknown command-line key `{k}` (known: mode, log, test)"),
+            CmdlineError::UnknownKey(k) => write!(f, "unknown command-line key `{k}` (known: mode, log, test, cache)"),
             CmdlineError::MissingValue(k) => write!(f, "command-line key `{k}` needs a value (`{k}=...`)"),
             CmdlineError::BadValue { key, value, expected } => {
                 write!(f, "`{key}={value}`: expected {expected}")
@@ -87,6 +93,13 @@ pub fn parse(line: &str) -> Result<Cmdline, CmdlineError> {
                 }
             }
             "test" => c.test_filter = Some(value.to_string()),
+            "cache" => {
+                c.cache_blocks = value
+                    .parse()
+                    .ok()
+                    .filter(|n| CACHE_BLOCKS_RANGE.contains(n))
+                    .ok_or_else(|| bad("a number of blocks from 16 to 65536"))?
+            }
             _ => return Err(CmdlineError::UnknownKey(key.to_string())),
         }
     }
@@ -116,5 +129,7 @@ mod tests {
         assert_eq!(parse("shell"), Err(CmdlineError::MissingValue("shell".into())));
         assert!(matches!(parse("log=loud"), Err(CmdlineError::BadValue { .. })));
         assert!(parse("mode=gui").unwrap_err().to_string().contains("demo, shell or test"));
+        assert_eq!(parse("cache=64").unwrap().cache_blocks, 64);
+        assert!(parse("cache=8").is_err() && parse("cache=lots").is_err() && parse("cache=99999999999999999999").is_err());
     }
 }

@@ -54,6 +54,17 @@ pub fn init(boot_info: &'static mut bootloader_api::BootInfo) {
         Err(e) => panic!("timer initialisation failed: {e}"),
     }
     crate::dev::init();
+    match crate::fs::disk::mount(cmdline().cache_blocks) {
+        Ok(s) => log::info!(
+            "file system: ext2 on vda mounted at /, {} KiB blocks, {} of {} free, cache of {} blocks",
+            s.block_size / 1024,
+            s.free_blocks,
+            s.blocks,
+            cmdline().cache_blocks
+        ),
+        Err(crate::fs::disk::MountError::NoDisk) => log::info!("file system: no disk"),
+        Err(e) => log::warn!("file system: not mounted: {e}"),
+    }
 }
 
 /// Registers the kernel's handlers with `arch`, which calls them and never names what is

@@ -202,6 +202,16 @@ impl VirtioDisk {
     }
 }
 
+impl VirtioDisk {
+    /// Whether a finished request is waiting to be collected (checking the device too).
+    pub fn has_completions(&mut self) -> bool {
+        if self.done.is_empty() {
+            self.reap();
+        }
+        !self.done.is_empty()
+    }
+}
+
 impl BlockDevice for VirtioDisk {
     fn sector_count(&self) -> u64 {
         self.sectors
@@ -235,6 +245,7 @@ pub struct Disk {
 
 impl Disk {
     /// Runs `f` on the driver with interrupts off (the interrupt handler takes the same lock).
+    /// Not re-entrant: `f` must not call `with` on the same disk.
     pub fn with<R>(&self, f: impl FnOnce(&mut VirtioDisk) -> R) -> R {
         arch::without_interrupts(|| f(&mut self.device.lock()))
     }

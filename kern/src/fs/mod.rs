@@ -1,3 +1,6 @@
-//! File systems. For now, the ramdisk the bootloader hands over: a read-only tar archive of user
-//! programs and graft blobs.
+//! File systems: the boot ramdisk (a read-only tar archive of user programs and graft blobs,
+//! where programs are loaded from, so the kernel boots without a disk), and the disk file
+//! system (ext2 on the first virtio disk, mounted at `/`) with each process's open files.
+pub mod disk;
+pub mod files;
 pub mod ramdisk;

@@ -193,6 +193,8 @@ fn compile_on_big_stack(verified: &Verified, options: &graft_jit::Options) -> Re
 /// kernel code on it): the graft's own frames must stay above `bottom + CALLABLE_RESERVE`.
 const GRAFT_STACK: u64 = 128 * 1024;
 const CALLABLE_RESERVE: u64 = 64 * 1024;
+// The graft's own frames get what graftc run gives them.
+const _: () = assert!(GRAFT_STACK - CALLABLE_RESERVE == graft_ir::limits::GRAFT_STACK_FRAMES);
 
 /// The instance whose call is in progress on this CPU (`cpu::Cpu::graft_call`), or `None`.
 /// Written only with interrupts disabled; read by the fault and timer hooks, which run with
@@ -320,34 +322,12 @@ pub fn watchdog(frame: &mut TrapFrame) {
     }
 }
 
-/// The import table: one entry per callable of the ABI, by `Callable::id`.
+/// The import table: one stub per callable of the ABI, by `Callable::id` (the stubs follow the
+/// table; `callables::MAX_IMPORT_STUBS` bounds it at compile time).
 fn imports() -> &'static [u64] {
-    static TABLE: Once<Vec<u64>> = Once::new();
-    TABLE.call_once(|| {
-        let stubs: [u64; 16] = [
-            import_0 as *const () as u64, import_1 as *const () as u64, import_2 as *const () as u64,
-            import_3 as *const () as u64, import_4 as *const () as u64, import_5 as *const () as u64,
-            import_6 as *const () as u64, import_7 as *const () as u64, import_8 as *const () as u64,
-            import_9 as *const () as u64, import_10 as *const () as u64, import_11 as *const () as u64,
-            import_12 as *const () as u64, import_13 as *const () as u64, import_14 as *const () as u64,
-            import_15 as *const () as u64,
-        ];
-        abi::CALLABLES.iter().map(|c| stubs.get(c.id as usize).copied().unwrap_or(0)).collect()
-    })
+    static TABLE: Once<[u64; abi::CALLABLE_TABLE.len()]> = Once::new();
+    TABLE.call_once(|| crate::graft::callables::import_stub_table!(Context, import_call))
 }
-
-macro_rules! import_stubs {
-    ($($name:ident = $id:expr),*) => {$(
-        /// Import stub: compiled code calls it with the context and the arguments.
-        unsafe extern "sysv64" fn $name(ctx: *mut Context, a0: i64, a1: i64, a2: i64, a3: i64, a4: i64, a5: i64) -> i64 {
-            // SAFETY: only compiled graft code calls this, with the context of its call.
-            unsafe { import_call($id, ctx, [a0, a1, a2, a3, a4, a5]) }
-        }
-    )*};
-}
-import_stubs!(import_0 = 0, import_1 = 1, import_2 = 2, import_3 = 3, import_4 = 4, import_5 = 5,
-    import_6 = 6, import_7 = 7, import_8 = 8, import_9 = 9, import_10 = 10, import_11 = 11,
-    import_12 = 12, import_13 = 13, import_14 = 14, import_15 = 15);
 
 unsafe fn import_call(id: usize, ctx: *mut Context, args: [i64; 6]) -> i64 {
     // The context is the `ctx` field of the instance whose call is running.

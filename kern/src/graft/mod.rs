@@ -15,11 +15,13 @@ use crate::task::ProcessId;
 
 /// Everything the graft runtime holds for process `pid`, forgotten in one place when the
 /// process ends: the grafts it loaded (unloaded, so their code, data and statistics go), every
-/// slot held for it by anyone (emptied), and the counters and memory its grafts had.
+/// slot held for it by anyone (emptied), the counters and memory its grafts had, and its
+/// graft locks (given back to the pool).
 pub fn forget_process(pid: ProcessId) {
     for id in runtime::grafts_of(pid) {
         let _ = runtime::unload(pid, id);
     }
     runtime::detach_all_for(pid);
     state::forget(pid);
+    callables::forget_process_locks(pid);
 }

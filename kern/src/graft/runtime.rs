@@ -291,7 +291,7 @@ pub fn load(owner: ProcessId, blob: &[u8]) -> Result<GraftId, LoadError> {
     }
     let res = verified.module().resources;
     let limits = Limits {
-        fuel: res.fuel.min(MAX_FUEL_PER_CALL),
+        fuel: res.fuel,
         memory: state::DEFAULT_MEMORY_LIMIT,
         max_aborts: DEFAULT_MAX_ABORTS,
         wall_ns: DEFAULT_WALL_NS,

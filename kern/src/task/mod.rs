@@ -46,7 +46,7 @@ pub use table::{Blocked, MAX_PROCESSES, MAX_THREADS, Wake};
 #[cfg(target_os = "none")]
 pub use thread::{exit_thread, spawn_thread};
 #[cfg(target_os = "none")]
-pub use wait::{WaitQueue, console_read, futex_wait, futex_wake};
+pub use wait::{SleepGuard, SleepLock, WaitQueue, console_read, futex_wait, futex_wake};
 
 #[cfg(feature = "ktest")]
 mod ktests {

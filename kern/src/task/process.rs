@@ -211,6 +211,7 @@ pub(super) fn end_process(pid: ProcessId, code: i32) {
         t.init == Some(pid)
     };
     crate::graft::forget_process(pid);
+    crate::fs::files::close_all(pid);
     if is_init {
         log::info!("init exited with {code}; powering off");
         arch::exit_qemu(if code == 0 { arch::QemuExit::Success } else { arch::QemuExit::Failure });

@@ -131,3 +131,64 @@ pub fn console_read(buf: &mut [u8]) -> usize {
         block_with(Blocked::ConsoleRead, None, |t, tid| t.console_waiters.push(tid));
     }
 }
+
+/// A lock whose waiters sleep instead of spinning: for state held across disk I/O (the file
+/// system), where the holder itself may sleep. Not for interrupt handlers.
+pub struct SleepLock<T> {
+    held: Mutex<bool>,
+    waiters: WaitQueue,
+    value: core::cell::UnsafeCell<T>,
+}
+
+// SAFETY: the value is reached only through a guard, and `held` admits one guard at a time.
+unsafe impl<T: Send> Sync for SleepLock<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Send for SleepLock<T> {}
+
+impl<T> SleepLock<T> {
+    pub const fn new(value: T) -> SleepLock<T> {
+        SleepLock { held: Mutex::new(false), waiters: WaitQueue::new(), value: core::cell::UnsafeCell::new(value) }
+    }
+
+    /// Takes the lock, sleeping while another thread holds it.
+    pub fn lock(&self) -> SleepGuard<'_, T> {
+        let mut taken = false;
+        self.waiters.wait_until(|| {
+            let mut held = self.held.lock();
+            if *held {
+                return false;
+            }
+            *held = true;
+            taken = true;
+            true
+        });
+        debug_assert!(taken);
+        SleepGuard { lock: self }
+    }
+}
+
+pub struct SleepGuard<'a, T> {
+    lock: &'a SleepLock<T>,
+}
+
+impl<T> core::ops::Deref for SleepGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the guard is the only one while it lives (see `SleepLock`).
+        unsafe { &*self.lock.value.get() }
+    }
+}
+
+impl<T> core::ops::DerefMut for SleepGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as above, and `&mut self` makes this the only reference through the guard.
+        unsafe { &mut *self.lock.value.get() }
+    }
+}
+
+impl<T> Drop for SleepGuard<'_, T> {
+    fn drop(&mut self) {
+        arch::without_interrupts(|| *self.lock.held.lock() = false);
+        self.lock.waiters.wake_all();
+    }
+}

@@ -99,7 +99,7 @@ fn write_bad_pointers() -> TestResult {
 }
 
 fn write_bad_fd() -> TestResult {
-    expect_err!(sys::write(7, b"x"), Error::InvalidArgument);
+    expect_err!(sys::write(7, b"x"), Error::BadDescriptor);
     Ok(())
 }
 

@@ -1,0 +1,127 @@
+//! The disk file system: ext2 (the `storage` crate) over the buffer cache over the first
+//! virtio disk, mounted at `/` at boot, behind one sleeping lock (its holder may wait for the
+//! disk; other threads sleep on the lock meanwhile).
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use storage::block::{BlockDevice, Completion, DeviceError, RequestToken};
+use storage::cache::{BlockCache, CacheError, CachedBlocks, Waiter};
+use storage::ext2::{self, Ext2};
+use sysabi::Error;
+
+use crate::dev::virtio_blk::{self, Disk};
+use crate::task::SleepLock;
+
+/// A disk as the cache sees it: requests go to the driver, completions come from what its
+/// interrupt handler collected.
+pub struct DiskDevice(pub Arc<Disk>);
+
+impl BlockDevice for DiskDevice {
+    fn sector_count(&self) -> u64 {
+        self.0.sectors()
+    }
+    fn submit_read(&mut self, sector: u64, buffer: Vec<u8>) -> Result<RequestToken, DeviceError> {
+        self.0.with(|d| d.submit_read(sector, buffer))
+    }
+    fn submit_write(&mut self, sector: u64, buffer: Vec<u8>) -> Result<RequestToken, DeviceError> {
+        self.0.with(|d| d.submit_write(sector, buffer))
+    }
+    fn poll_completion(&mut self) -> Option<Completion> {
+        self.0.with(|d| d.poll_completion())
+    }
+}
+
+/// Sleeps on the disk's wait queue until request `token` has completed (the interrupt handler
+/// wakes it).
+pub struct KernelWaiter(pub Arc<Disk>);
+
+impl Waiter<DiskDevice> for KernelWaiter {
+    fn wait(&mut self, cache: &mut BlockCache<DiskDevice>, token: RequestToken) -> Result<(), CacheError> {
+        loop {
+            cache.process_completions(|_| {});
+            if cache.is_done(token) {
+                return Ok(());
+            }
+            let disk = &self.0;
+            disk.completions.wait_until(|| disk.with(|d| d.has_completions()));
+        }
+    }
+}
+
+pub type Fs = Ext2<CachedBlocks<DiskDevice, KernelWaiter>>;
+
+/// The mounted file system, if any.
+pub static FS: SleepLock<Option<Fs>> = SleepLock::new(None);
+
+/// Seconds the file system's clock starts from (the kernel has no clock of the day):
+/// 2026-01-01 00:00:00 UTC, plus the time since boot.
+const EPOCH: u64 = 1_767_225_600;
+
+fn now() -> u32 {
+    u32::try_from(EPOCH + crate::time::uptime_ns() / 1_000_000_000).unwrap_or(u32::MAX)
+}
+
+/// Why the file system could not be mounted.
+#[derive(Debug)]
+pub enum MountError {
+    NoDisk,
+    Probe(ext2::Error),
+    Cache(CacheError),
+    Mount(ext2::Error),
+}
+
+impl core::fmt::Display for MountError {
+    fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+        match self {
+            MountError::NoDisk => write!(f, "no disk"),
+            MountError::Probe(e) | MountError::Mount(e) => write!(f, "{e}"),
+            MountError::Cache(e) => write!(f, "buffer cache: {e}"),
+        }
+    }
+}
+
+/// Mounts ext2 from the first disk with a cache of `cache_blocks` blocks.
+pub fn mount(cache_blocks: usize) -> Result<ext2::FsStats, MountError> {
+    let disk = virtio_blk::disks().into_iter().next().ok_or(MountError::NoDisk)?;
+    let mut device = DiskDevice(disk.clone());
+    let block_size = ext2::probe_block_size(&mut device, 50_000_000).map_err(MountError::Probe)?;
+    let cache = BlockCache::new(device, block_size, cache_blocks).map_err(MountError::Cache)?;
+    let mut fs = Ext2::mount(CachedBlocks::new(cache, KernelWaiter(disk))).map_err(MountError::Mount)?;
+    fs.set_time(now());
+    let stats = fs.stats();
+    *FS.lock() = Some(fs);
+    Ok(stats)
+}
+
+/// Runs `f` on the mounted file system (`NoFileSystem` if there is none), with its clock set.
+pub fn with_fs<R>(f: impl FnOnce(&mut Fs) -> Result<R, Error>) -> Result<R, Error> {
+    let mut guard = FS.lock();
+    let fs = guard.as_mut().ok_or(Error::NoFileSystem)?;
+    fs.set_time(now());
+    f(fs)
+}
+
+/// The system-call error for a file-system error.
+pub fn error(e: ext2::Error) -> Error {
+    match e {
+        ext2::Error::NotFound => Error::NotFound,
+        ext2::Error::Exists => Error::Exists,
+        ext2::Error::NotADirectory => Error::NotADirectory,
+        ext2::Error::IsADirectory => Error::IsADirectory,
+        ext2::Error::NotEmpty => Error::NotEmpty,
+        ext2::Error::NoSpace | ext2::Error::TooManyLinks => Error::NoSpace,
+        ext2::Error::NameTooLong => Error::NameTooLong,
+        ext2::Error::FileTooLarge => Error::FileTooLarge,
+        ext2::Error::ReadOnly => Error::ReadOnly,
+        ext2::Error::InvalidArgument { .. } => Error::InvalidArgument,
+        ext2::Error::IncompatibleFeatures { .. } | ext2::Error::UnsupportedBlockSize { .. } => Error::NoFileSystem,
+        ext2::Error::Corrupt { what, at } => {
+            log::warn!("file system: corrupt at {at}: {what}");
+            Error::Corrupt
+        }
+        ext2::Error::Io(e) => {
+            log::warn!("file system: {e}");
+            Error::IoError
+        }
+    }
+}
