@@ -69,6 +69,7 @@ fn exercise(image: Vec<u8>) -> (bool, usize) {
             Ok(ino) => {
                 note(fs.read(ino, 0, &mut buf).map(|_| ()));
                 note(fs.write(ino, 100, b"overwrite").map(|_| ()));
+                note(fs.fsync(ino));
             }
             Err(e) => note(Err(e)),
         }

@@ -384,7 +384,8 @@ impl<B: BlockAccess> Ext2<B> {
         if !inode.has_block_pointers(self.block_size) {
             return Ok(blocks);
         }
-        let limit = (inode.blocks / (self.block_size / 512) as u32) as usize + 1;
+        // A corrupt i_blocks must not size this list beyond what the file system can hold.
+        let limit = (inode.blocks / (self.block_size / 512) as u32).min(self.sb.blocks_count) as usize + 1;
         let mut stack: Vec<(u64, u32)> = Vec::new();
         for (i, &b) in inode.block.iter().enumerate().take(BLOCK_POINTERS) {
             if b != 0 {
