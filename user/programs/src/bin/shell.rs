@@ -189,7 +189,7 @@ fn cmd_df() -> Result<(), Error> {
     let i = file::fs_info()?;
     let kib = |blocks: u64| blocks.saturating_mul(i.block_size) / 1024;
     let used = i.blocks.saturating_sub(i.free_blocks);
-    let pct = if i.blocks == 0 { 0 } else { used.saturating_mul(100) / i.blocks };
+    let pct = used.saturating_mul(100).checked_div(i.blocks).unwrap_or(0);
     println!("block size {} bytes", i.block_size);
     println!("size   {:>10} KiB  {:>8} blocks", kib(i.blocks), i.blocks);
     println!("used   {:>10} KiB  {:>8} blocks  {pct}%", kib(used), used);
