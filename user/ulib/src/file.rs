@@ -55,12 +55,13 @@ impl FileKind {
 
 impl fmt::Display for FileKind {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        // `pad` so that widths (`{:<7}`) line up columns.
         match self {
-            FileKind::Regular => f.write_str("file"),
-            FileKind::Directory => f.write_str("dir"),
-            FileKind::Symlink => f.write_str("symlink"),
-            FileKind::Other => f.write_str("other"),
-            FileKind::Unknown(n) => write!(f, "kind{n}"),
+            FileKind::Regular => f.pad("file"),
+            FileKind::Directory => f.pad("dir"),
+            FileKind::Symlink => f.pad("symlink"),
+            FileKind::Other => f.pad("other"),
+            FileKind::Unknown(n) => f.pad(&alloc::format!("kind{n}")),
         }
     }
 }
@@ -429,6 +430,11 @@ mod tests {
         let mut b = Vec::new();
         record(&mut b, 12, 1, b"caf\xe9", true);
         assert_eq!(parse_dir_entries(&b).expect("lossy")[0].name, "caf\u{fffd}");
+    }
+
+    #[test]
+    fn kinds_display_padded() {
+        assert_eq!(alloc::format!("{:<5}|{}", FileKind::Directory, FileKind::Unknown(9)), "dir  |kind9");
     }
 
     #[test]
