@@ -506,7 +506,9 @@ fn open_flags(dir: &str) -> TestResult {
     for bad in [1 << 6, flags::READ | 1 << 6, flags::READ | 1 << 63, flags::WRITE | !flags::ALL] {
         expect_err!(File::open(&f, bad), Error::InvalidArgument);
     }
+    // TRUNCATE needs WRITE; EXCLUSIVE means something only with CREATE.
     expect_err!(File::open(&f, flags::READ | flags::TRUNCATE), Error::InvalidArgument);
+    expect_err!(File::open(&f, flags::READ | flags::EXCLUSIVE), Error::InvalidArgument);
     expect_err!(File::open(&f, flags::WRITE | flags::CREATE | flags::EXCLUSIVE), Error::Exists);
     check!(read_all(&f)? == b"keep", "refused opens changed the file");
     // Directories open for reading only.

@@ -103,6 +103,29 @@ fn write_bad_fd() -> TestResult {
     Ok(())
 }
 
+/// Descriptors 0, 1, 2 are the console, one direction each, and cannot be closed; any other
+/// that is not an open file is `BadDescriptor` for every call that takes one.
+fn console_descriptors() -> TestResult {
+    let mut buf = [0u8; 4];
+    expect_err!(sys::write(0, b"x"), Error::BadDescriptor);
+    expect_err!(sys::read(1, &mut buf), Error::BadDescriptor);
+    expect_err!(sys::read(2, &mut buf), Error::BadDescriptor);
+    for fd in [0, 1, 2] {
+        expect_err!(sys::close(fd), Error::BadDescriptor);
+    }
+    // An empty write from a real buffer: prints nothing in the middle of the test line.
+    check!(ok!(sys::write(1, &buf[..0])) == 0, "the console went away after close(1)");
+    for fd in [3, 7, 66, 1 << 32, u64::MAX] {
+        expect_err!(sys::read(fd, &mut buf), Error::BadDescriptor);
+        expect_err!(sys::write(fd, b"x"), Error::BadDescriptor);
+        expect_err!(sys::seek(fd, 0, sysabi::whence::SET), Error::BadDescriptor);
+        expect_err!(sys::fstat(fd), Error::BadDescriptor);
+        expect_err!(sys::fsync(fd), Error::BadDescriptor);
+        expect_err!(sys::close(fd), Error::BadDescriptor);
+    }
+    Ok(())
+}
+
 fn read_bad_pointers() -> TestResult {
     // The kernel must check the buffer before it blocks for console input.
     for a in bad_addrs()? {
@@ -318,6 +341,7 @@ type Test = (&'static str, fn() -> TestResult);
 const TESTS: &[Test] = &[
     ("write_bad_pointers", write_bad_pointers),
     ("write_bad_fd", write_bad_fd),
+    ("console_descriptors", console_descriptors),
     ("read_bad_pointers", read_bad_pointers),
     ("graft_load_bad_pointers", graft_load_bad_pointers),
     ("file_read_bad_pointers", file_read_bad_pointers),
