@@ -836,6 +836,10 @@ impl<D: BlockDevice, W: Waiter<D>> crate::ext2::BlockAccess for CachedBlocks<D, 
         self.cache.prefetch(block)
     }
 
+    fn read_resident(&mut self, block: u64, offset: usize, buf: &mut [u8]) -> Option<Result<(), CacheError>> {
+        (self.cache.residency(block) == Residency::Cached).then(|| self.cache.copy_out(block, offset, buf))
+    }
+
     fn forget(&mut self, block: u64) {
         // A pinned freed block stays until unpinned and is written back harmlessly.
         let _ = self.cache.discard(block);

@@ -496,3 +496,28 @@ fn a_file_past_2_gib_turns_on_large_file() {
     assert!(features.contains("large_file"), "{features}");
     fsck(&image);
 }
+
+#[test]
+fn the_resident_block_map_never_reads_and_agrees_with_the_block_map() {
+    let data = pattern(100 * 1024, 5);
+    let image = make_image(1024, 2048, &[("f", data)], &[]);
+    // A cache of 16 blocks: the inode and indirect blocks get evicted by the data.
+    let mut fs = mount_with(image, 16, 1).unwrap();
+    let ino = fs.lookup("/f").unwrap();
+    let mut resident = 0;
+    for file_block in 0..100u64 {
+        let reads = fs.access().cache.device().stats().reads_submitted;
+        let answer = fs.block_map_resident(ino, file_block).unwrap();
+        assert_eq!(fs.access().cache.device().stats().reads_submitted, reads, "the resident map issued a read");
+        if let Some(mapped) = answer {
+            resident += 1;
+            assert_eq!(mapped, fs.block_map(ino, file_block).unwrap());
+        }
+        // Reading through the ordinary map brings the inode and indirect block in again.
+        let _ = fs.block_map(ino, file_block).unwrap();
+        assert_eq!(fs.block_map_resident(ino, file_block).unwrap(), Some(fs.block_map(ino, file_block).unwrap()));
+    }
+    assert!(resident > 0);
+    assert_eq!(fs.block_map_resident(ino, 5000).unwrap(), Some(None), "past the end is a hole");
+    assert_eq!(fs.size_resident(ino).unwrap(), Some(100 * 1024));
+}

@@ -92,6 +92,38 @@ impl<B: BlockAccess> Ext2<B> {
         self.map_block(ino, &inode, file_block)
     }
 
+    /// `block_map` without any I/O: `Ok(None)` when the answer needs a block (the inode's, or an
+    /// indirect block) that is not resident; `Ok(Some(None))` for a hole.
+    pub fn block_map_resident(&mut self, ino: Ino, file_block: u64) -> Result<Option<Option<u64>>> {
+        let Some(inode) = self.read_inode_resident(ino)? else { return Ok(None) };
+        if !inode.has_block_pointers(self.block_size) {
+            return Err(Error::InvalidArgument { what: "inode has no block map" });
+        }
+        let at = Location::Inode(ino);
+        let path = match self.map_path(file_block) {
+            Ok(path) => path,
+            Err(Error::FileTooLarge) => return Ok(Some(None)),
+            Err(e) => return Err(e),
+        };
+        let mut pointer = u64::from(inode.block[path.root]);
+        for &index in &path.index[..path.depth] {
+            if pointer == 0 {
+                return Ok(Some(None));
+            }
+            self.check_block(pointer, at)?;
+            let mut raw = [0u8; 4];
+            match self.dev.read_resident(pointer, index as usize * 4, &mut raw) {
+                Some(r) => r?,
+                None => return Ok(None),
+            }
+            pointer = u64::from(u32::from_le_bytes(raw));
+        }
+        if pointer == 0 {
+            return Ok(Some(None));
+        }
+        Ok(Some(Some(self.check_block(pointer, at)?)))
+    }
+
     /// Starts an asynchronous read of file block `file_block` if it is mapped and not cached.
     /// Returns whether a read was issued.
     pub fn prefetch_file_block(&mut self, ino: Ino, file_block: u64) -> Result<bool> {

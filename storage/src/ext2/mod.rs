@@ -59,6 +59,11 @@ pub trait BlockAccess {
         let zeros = vec![0; self.block_size()];
         self.write_at(block, 0, &zeros)
     }
+    /// Reads from `block` only if it is resident (no I/O, no waiting): `None` when it is not.
+    /// For callers that must never block (a graft's callable).
+    fn read_resident(&mut self, _block: u64, _offset: usize, _buf: &mut [u8]) -> Option<core::result::Result<(), CacheError>> {
+        None
+    }
     /// Starts reading `block` without waiting; a hint, may do nothing.
     fn prefetch(&mut self, _block: u64) -> core::result::Result<bool, CacheError> {
         Ok(false)
@@ -493,6 +498,24 @@ impl<B: BlockAccess> Ext2<B> {
         let byte = u64::from(index % self.sb.inodes_per_group) * u64::from(self.sb.inode_size);
         let block = u64::from(gd.inode_table) + byte / self.block_size as u64;
         Ok((block, (byte % self.block_size as u64) as usize))
+    }
+
+    /// The inode, if its block is resident (`None`: reading it would need the disk).
+    pub(super) fn read_inode_resident(&mut self, ino: Ino) -> Result<Option<Inode>> {
+        let (block, offset) = self.inode_location(ino)?;
+        let mut raw = vec![0; usize::from(self.sb.inode_size)];
+        match self.dev.read_resident(block, offset, &mut raw) {
+            Some(r) => {
+                r?;
+                Ok(Some(Inode::parse(raw)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// A file's size without any I/O: `None` when its inode is not resident.
+    pub fn size_resident(&mut self, ino: Ino) -> Result<Option<u64>> {
+        Ok(self.read_inode_resident(ino)?.map(|i| i.size))
     }
 
     fn read_inode(&mut self, ino: Ino) -> Result<Inode> {
