@@ -114,16 +114,25 @@ pub enum Sys {
     Rename = 35,
     /// `fsinfo(out, out_len) -> bytes`: fills a [`FsInfo`] (for `df`).
     FsInfo = 36,
+    /// `kstat(out, out_len) -> bytes`: fills a [`KStat`] with the kernel's resource counters
+    /// (for tests that check everything returns to its baseline).
+    Kstat = 37,
+    /// `fail_alloc(n) -> allocations seen`: fault injection, for tests. Makes the `n`th heap
+    /// allocation on a system-call path from now on fail (0 disarms), and returns how many such
+    /// allocations were made since the previous arming. Refused (`PermissionDenied`) unless the
+    /// kernel was booted with `failalloc=N` or `mode=test`.
+    FailAlloc = 38,
 }
 
 impl Sys {
-    pub const ALL: [Sys; 37] = [
+    pub const ALL: [Sys; 39] = [
         Sys::Exit, Sys::Spawn, Sys::Wait, Sys::Yield, Sys::Sleep, Sys::GetPid, Sys::Write,
         Sys::Read, Sys::Clock, Sys::Map, Sys::Unmap, Sys::GraftLoad, Sys::GraftAttach,
         Sys::GraftDetach, Sys::GraftStats, Sys::GraftList, Sys::FileList, Sys::FileRead,
         Sys::ThreadSpawn, Sys::ThreadExit, Sys::FutexWait, Sys::FutexWake, Sys::GetTid,
         Sys::GraftPoints, Sys::Open, Sys::Close, Sys::Seek, Sys::Stat, Sys::Fstat, Sys::Fsync,
         Sys::Sync, Sys::Unlink, Sys::Mkdir, Sys::Rmdir, Sys::Readdir, Sys::Rename, Sys::FsInfo,
+        Sys::Kstat, Sys::FailAlloc,
     ];
 
     pub fn from_number(n: u64) -> Option<Sys> {
@@ -369,6 +378,68 @@ pub struct FsInfo {
     pub cache_async_reads: u64,
     pub cache_prefetch_hits: u64,
     pub cache_blocks: u64,
+}
+
+/// What `kstat` writes: the kernel's resources in use, system-wide.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct KStat {
+    /// Bytes mapped for the kernel heap, handed out by it (in its blocks), and requested by
+    /// live allocations.
+    pub heap_mapped: u64,
+    pub heap_allocated: u64,
+    pub heap_requested: u64,
+    /// Heap requests that failed for want of memory (injected failures not counted).
+    pub heap_failed: u64,
+    /// Physical frames: free, and in all.
+    pub frames_free: u64,
+    pub frames_total: u64,
+    /// Bytes the kernel could still hand out (free frames and unused heap).
+    pub free_bytes: u64,
+    /// Loaded grafts, and slots holding one.
+    pub grafts: u64,
+    pub slots: u64,
+    /// Processes the graft runtime keeps state for (counters, allocations, charges), and the
+    /// kernel memory charged to processes in all.
+    pub graft_processes: u64,
+    pub charged: u64,
+    /// Graft locks held now, and lock-owner ids in use (one per thread).
+    pub locks_held: u64,
+    pub lock_owners: u64,
+    /// Open files of all processes.
+    pub open_files: u64,
+    /// Fault injection: allocations seen on system-call paths since last armed, whether it is
+    /// still armed, and failures injected in all.
+    pub failalloc_seen: u64,
+    pub failalloc_armed: u64,
+    pub failalloc_injected: u64,
+}
+
+/// What `vm_limit` writes: the caller's paging counters since it started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct VmStats {
+    /// The resident-set limit (pages), and the system's ceiling for it.
+    pub limit: u64,
+    pub ceiling: u64,
+    /// Pageable pages resident now, and frames the process's address space holds in all (its
+    /// program's pages too).
+    pub resident: u64,
+    pub frames: u64,
+    /// Page faults on pageable memory; of those, zero-filled and read back from swap (and of
+    /// those, inside a marked range).
+    pub faults: u64,
+    pub zero_fills: u64,
+    pub swap_ins: u64,
+    pub marked_swap_ins: u64,
+    /// Pages evicted, and of those written to swap first (dirty).
+    pub evictions: u64,
+    pub swap_outs: u64,
+    /// Evictions a `vm.pick_victim` graft chose, and its calls that aborted (the clock chose).
+    pub graft_choices: u64,
+    pub graft_aborts: u64,
+    /// Swap slots the process holds now.
+    pub swap_slots: u64,
 }
 
 /// Lowest address user programs may use; everything from `USER_END` up is the kernel's.
