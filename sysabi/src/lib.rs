@@ -122,17 +122,25 @@ pub enum Sys {
     /// allocations were made since the previous arming. Refused (`PermissionDenied`) unless the
     /// kernel was booted with `failalloc=N` or `mode=test`.
     FailAlloc = 38,
+    /// `vm_limit(pages, stats_out, stats_len) -> previous limit`: sets the caller's resident-set
+    /// limit to `pages` of its pageable memory (0 keeps it; outside the system's floor and
+    /// ceiling is `InvalidArgument`); with a non-null `stats_out`, also fills a [`VmStats`].
+    VmLimit = 39,
+    /// `vm_mark(addr, len, on) -> 0`: marks (`on` = 1) or unmarks (0) the caller's pages in
+    /// `[addr, addr + len)`, e.g. its buffer pool: `vm.pick_victim` sees the mark (flag bit 2),
+    /// and swap-ins of marked pages are counted apart.
+    VmMark = 40,
 }
 
 impl Sys {
-    pub const ALL: [Sys; 39] = [
+    pub const ALL: [Sys; 41] = [
         Sys::Exit, Sys::Spawn, Sys::Wait, Sys::Yield, Sys::Sleep, Sys::GetPid, Sys::Write,
         Sys::Read, Sys::Clock, Sys::Map, Sys::Unmap, Sys::GraftLoad, Sys::GraftAttach,
         Sys::GraftDetach, Sys::GraftStats, Sys::GraftList, Sys::FileList, Sys::FileRead,
         Sys::ThreadSpawn, Sys::ThreadExit, Sys::FutexWait, Sys::FutexWake, Sys::GetTid,
         Sys::GraftPoints, Sys::Open, Sys::Close, Sys::Seek, Sys::Stat, Sys::Fstat, Sys::Fsync,
         Sys::Sync, Sys::Unlink, Sys::Mkdir, Sys::Rmdir, Sys::Readdir, Sys::Rename, Sys::FsInfo,
-        Sys::Kstat, Sys::FailAlloc,
+        Sys::Kstat, Sys::FailAlloc, Sys::VmLimit, Sys::VmMark,
     ];
 
     pub fn from_number(n: u64) -> Option<Sys> {
