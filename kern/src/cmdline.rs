@@ -36,6 +36,10 @@ pub struct Cmdline {
     pub test_filter: Option<String>,
     /// Blocks the buffer cache holds (`cache=N`).
     pub cache_blocks: usize,
+    /// Fault injection (`failalloc=N`): the Nth heap allocation made on a system-call path
+    /// fails (0: none yet), and the test-only `fail_alloc` system call may re-arm it. `None`:
+    /// off (the call is refused, unless `mode=test`).
+    pub fail_alloc: Option<u64>,
 }
 
 /// The buffer cache's size when the command line does not say, and the range it may say.
@@ -44,7 +48,7 @@ pub const CACHE_BLOCKS_RANGE: core::ops::RangeInclusive<usize> = 16..=65536;
 
 impl Default for Cmdline {
     fn default() -> Self {
-        Cmdline { mode: Mode::Demo, log_level: LevelFilter::Info, test_filter: None, cache_blocks: DEFAULT_CACHE_BLOCKS }
+        Cmdline { mode: Mode::Demo, log_level: LevelFilter::Info, test_filter: None, cache_blocks: DEFAULT_CACHE_BLOCKS, fail_alloc: None }
     }
 }
 
@@ -58,7 +62,7 @@ pub enum CmdlineError {
 impl fmt::Display for CmdlineError {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         match self {
-            CmdlineError::UnknownKey(k) => write!(f, "unknown command-line key `{k}` (known: mode, log, test, cache)"),
+            CmdlineError::UnknownKey(k) => write!(f, "unknown command-line key `{k}` (known: mode, log, test, cache, failalloc)"),
             CmdlineError::MissingValue(k) => write!(f, "command-line key `{k}` needs a value (`{k}=...`)"),
             CmdlineError::BadValue { key, value, expected } => {
                 write!(f, "`{key}={value}`: expected {expected}")
@@ -100,6 +104,7 @@ pub fn parse(line: &str) -> Result<Cmdline, CmdlineError> {
                     .filter(|n| CACHE_BLOCKS_RANGE.contains(n))
                     .ok_or_else(|| bad("a number of blocks from 16 to 65536"))?
             }
+            "failalloc" => c.fail_alloc = Some(value.parse().map_err(|_| bad("an allocation number (0: none)"))?),
             _ => return Err(CmdlineError::UnknownKey(key.to_string())),
         }
     }
@@ -130,6 +135,9 @@ mod tests {
         assert!(matches!(parse("log=loud"), Err(CmdlineError::BadValue { .. })));
         assert!(parse("mode=gui").unwrap_err().to_string().contains("demo, shell or test"));
         assert_eq!(parse("cache=64").unwrap().cache_blocks, 64);
+        assert_eq!(parse("failalloc=17").unwrap().fail_alloc, Some(17));
+        assert_eq!(parse("").unwrap().fail_alloc, None);
+        assert!(parse("failalloc=x").is_err() && parse("failalloc=-1").is_err());
         assert!(parse("cache=8").is_err() && parse("cache=lots").is_err() && parse("cache=99999999999999999999").is_err());
     }
 }

@@ -8,8 +8,14 @@
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
-/// Number of graft-reachable locks.
-pub const LOCKS: usize = 16;
+/// Most processes that can exist at once (`task::MAX_PROCESSES`, checked in kernel builds).
+const PROCESSES: usize = 128;
+/// Number of graft-reachable locks: enough for every lock number of every process that can
+/// exist at once, so that no process, by using all of its lock numbers, can leave another
+/// without (`lock.get` never finds the pool empty while the process ceiling holds).
+pub const LOCKS: usize = PROCESSES * graft_ir::callables::LOCKS_PER_PROCESS as usize;
+#[cfg(target_os = "none")]
+const _: () = assert!(PROCESSES >= crate::task::MAX_PROCESSES);
 /// Largest thread id that can hold a lock or be doomed.
 pub const MAX_OWNERS: usize = 256;
 
@@ -210,7 +216,7 @@ mod tests {
         assert_eq!(t.holder(LockId(1)), Some(Owner(5)));
         t.release(LockId(1), Owner(5));
         assert_eq!(t.held(), 0);
-        assert_eq!(t.try_acquire(LockId(99), Owner(5)), Err(LockError::NoSuchLock(LockId(99))));
+        assert_eq!(t.try_acquire(LockId(LOCKS as u32), Owner(5)), Err(LockError::NoSuchLock(LockId(LOCKS as u32))));
         assert_eq!(t.try_acquire(LockId(0), Owner(0)), Err(LockError::BadOwner(Owner(0))));
     }
 

@@ -16,7 +16,9 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use graft_ir::abi::{self, GraftPoint};
 #[cfg(not(target_os = "none"))]
 use graft_ir::abi::Callable;
-use graft_ir::interp::{self, DataValue};
+use graft_ir::interp::DataValue;
+#[cfg(not(target_os = "none"))]
+use graft_ir::interp;
 #[cfg(not(target_os = "none"))]
 use graft_ir::interp::Host;
 use graft_ir::{AbortReason, DecodeError, Verified, VerifyErrors};
@@ -111,6 +113,8 @@ pub struct Graft {
     /// The process whose slot holds the graft while attached.
     target: AtomicU32,
     abort_count: AtomicU32,
+    /// The kernel memory charged to the owner for this graft, given back when it goes.
+    _charge: state::Charge,
 }
 
 impl Graft {
@@ -178,6 +182,8 @@ pub enum LoadError {
     Compile(alloc::string::String),
     /// The blob is larger than `MAX_KERNEL_BLOB`.
     TooLarge(usize),
+    /// The process's kernel-memory budget, or the kernel's free memory, refused the load.
+    Memory(state::ChargeError),
 }
 
 impl fmt::Display for LoadError {
@@ -189,6 +195,7 @@ impl fmt::Display for LoadError {
             LoadError::TooMany => write!(f, "too many grafts loaded by this process"),
             LoadError::Compile(e) => write!(f, "{e}"),
             LoadError::TooLarge(n) => write!(f, "graft blob of {n} bytes; the kernel takes at most {MAX_KERNEL_BLOB}"),
+            LoadError::Memory(e) => write!(f, "graft not loaded: {e}"),
         }
     }
 }
@@ -201,6 +208,8 @@ pub enum AttachError {
     /// Another graft of the process already holds the point's slot.
     SlotTaken { point: &'static str, by: GraftId },
     NotAttached,
+    /// No memory for the slot.
+    NoMemory,
 }
 
 impl fmt::Display for AttachError {
@@ -210,6 +219,7 @@ impl fmt::Display for AttachError {
             AttachError::NotOwner(g) => write!(f, "{g} belongs to another process"),
             AttachError::SlotTaken { point, by } => write!(f, "{point} already has {by} attached"),
             AttachError::NotAttached => write!(f, "no graft is attached there"),
+            AttachError::NoMemory => write!(f, "no kernel memory for the slot"),
         }
     }
 }
@@ -275,7 +285,58 @@ pub fn registry() -> &'static Registry {
     })
 }
 
-/// Decodes, verifies and prepares a graft for `owner`.
+/// Kernel memory a loaded graft holds besides its module, data and code (its `Graft`, the
+/// table entry, the instance's context, the statistics), charged with it.
+pub const GRAFT_OVERHEAD: u64 = 4096;
+/// Heap bytes verification and compilation may use at their peak, per IR instruction and per
+/// block of the module, and at least (measured by `load_peak_memory_is_charged` in the kernel's
+/// tests: the charge is an upper bound of the peak): charged to the loading process for the
+/// duration of the load.
+pub const COMPILE_BYTES_PER_INST: u64 = 2048;
+pub const COMPILE_BYTES_PER_BLOCK: u64 = 4096;
+pub const COMPILE_BYTES_MIN: u64 = 512 * 1024;
+
+/// What a load charges before it decodes: the decoded module (kept as the graft's verified
+/// module) and the graft's fixed overhead.
+pub fn decode_charge(blob_len: usize) -> u64 {
+    (blob_len as u64).saturating_mul(graft_ir::limits::MAX_DECODE_EXPANSION as u64) + GRAFT_OVERHEAD
+}
+
+/// What a load charges while verification and compilation run, for a module of `insts`
+/// instructions in `blocks` blocks.
+pub fn compile_charge(insts: usize, blocks: usize) -> u64 {
+    (insts as u64 * COMPILE_BYTES_PER_INST + blocks as u64 * COMPILE_BYTES_PER_BLOCK).max(COMPILE_BYTES_MIN)
+}
+
+/// The data region, zero-filled past the module's initial bytes, allocated fallibly.
+fn data_region(module: &graft_ir::Module) -> Option<Vec<u8>> {
+    let size = module.resources.data_size as usize;
+    let mut d = Vec::new();
+    d.try_reserve_exact(size).ok()?;
+    d.resize(size, 0);
+    let n = module.data.len().min(size);
+    d[..n].copy_from_slice(&module.data[..n]);
+    Some(d)
+}
+
+/// Runs `f`, whose memory was charged before it started: fault injection leaves it alone
+/// (Cranelift and the verifier cannot report a failed allocation; the charge made sure the
+/// kernel has room for them).
+fn admitted<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_os = "none")]
+    {
+        crate::memory::admitted(f)
+    }
+    #[cfg(not(target_os = "none"))]
+    {
+        f()
+    }
+}
+
+/// Decodes, verifies and prepares a graft for `owner`, charging everything it allocates to
+/// `owner` first (`state::charge`): the decoded module and the graft's overhead before
+/// decoding (`decode_charge`), verification and compilation's peak while they run
+/// (`compile_charge`), the data region and the code for as long as the graft stays loaded.
 pub fn load(owner: ProcessId, blob: &[u8]) -> Result<GraftId, LoadError> {
     if blob.len() > MAX_KERNEL_BLOB {
         return Err(LoadError::TooLarge(blob.len()));
@@ -283,9 +344,12 @@ pub fn load(owner: ProcessId, blob: &[u8]) -> Result<GraftId, LoadError> {
     if with_tables(|t| t.grafts.values().filter(|g| g.owner == owner).count()) >= MAX_GRAFTS_PER_PROCESS {
         return Err(LoadError::TooMany);
     }
+    let mut charge = state::charge(owner, decode_charge(blob.len())).map_err(LoadError::Memory)?;
     let module = graft_ir::decode(blob).map_err(LoadError::Decode)?;
-    let verified = graft_ir::verify(module).map_err(LoadError::Verify)?;
-    let reg = registry();
+    let blocks = module.functions.iter().map(|f| f.blocks.len()).sum();
+    let working = state::charge(owner, compile_charge(module.inst_count(), blocks)).map_err(LoadError::Memory)?;
+    let verified = admitted(|| graft_ir::verify(module)).map_err(LoadError::Verify)?;
+    let reg = admitted(registry);
     if let Some(c) = verified.callables().iter().find(|c| !reg.implemented(c)) {
         return Err(LoadError::Unimplemented(c.name));
     }
@@ -296,13 +360,18 @@ pub fn load(owner: ProcessId, blob: &[u8]) -> Result<GraftId, LoadError> {
         max_aborts: DEFAULT_MAX_ABORTS,
         wall_ns: DEFAULT_WALL_NS,
     };
-    let data = interp::initial_data(verified.module());
+    charge.resize(charge.bytes() + u64::from(res.data_size)).map_err(LoadError::Memory)?;
+    let data = data_region(verified.module()).ok_or(LoadError::Memory(state::ChargeError::NoMemory))?;
     let point = verified.point();
     #[cfg(target_os = "none")]
-    let jit = super::jit::JitCode::compile(&verified).map_err(|e| LoadError::Compile(alloc::format!("{e}")))?;
+    let jit = admitted(|| super::jit::JitCode::compile(&verified).map_err(|e| LoadError::Compile(alloc::format!("{e}"))))?;
+    drop(working);
     #[cfg(target_os = "none")]
-    let mut inst = jit
-        .instance(data, owner, limits.memory, registry())
+    charge
+        .resize(charge.bytes() + (jit.code_size() as u64).div_ceil(4096) * 4096)
+        .map_err(LoadError::Memory)?;
+    #[cfg(target_os = "none")]
+    let mut inst = admitted(|| jit.instance(data, owner, limits.memory, registry()))
         .ok_or_else(|| LoadError::Compile("the data region does not match the compiled code".into()))?;
     #[cfg(target_os = "none")]
     inst.set_limits(limits.memory, limits.wall_ns);
@@ -313,26 +382,38 @@ pub fn load(owner: ProcessId, blob: &[u8]) -> Result<GraftId, LoadError> {
         data,
         limits,
     };
-    with_tables(|t| {
-        if t.grafts.values().filter(|g| g.owner == owner).count() >= MAX_GRAFTS_PER_PROCESS {
-            return Err(LoadError::TooMany);
-        }
-        let id = GraftId(t.next_id);
-        t.next_id += 1;
-        let graft = Graft {
-            id,
-            owner,
-            point,
-            verified,
-            state: Mutex::new(state),
-            stats: Stats::default(),
-            attached: AtomicBool::new(false),
-            target: AtomicU32::new(0),
-            abort_count: AtomicU32::new(0),
-        };
-        t.grafts.insert(id, Arc::new(graft));
-        Ok(id)
+    // The graft and its table entry are small and covered by `GRAFT_OVERHEAD`.
+    admitted(|| {
+        with_tables(|t| {
+            if t.grafts.values().filter(|g| g.owner == owner).count() >= MAX_GRAFTS_PER_PROCESS {
+                return Err(LoadError::TooMany);
+            }
+            let id = GraftId(t.next_id);
+            t.next_id += 1;
+            let graft = Graft {
+                id,
+                owner,
+                point,
+                verified,
+                state: Mutex::new(state),
+                stats: Stats::default(),
+                attached: AtomicBool::new(false),
+                target: AtomicU32::new(0),
+                abort_count: AtomicU32::new(0),
+                _charge: charge,
+            };
+            t.grafts.insert(id, Arc::new(graft));
+            Ok(id)
+        })
     })
+}
+
+/// Loaded grafts, and slots holding one (for `kstat`: both return to their baseline when the
+/// processes that made them end).
+pub fn table_sizes() -> (usize, usize) {
+    let grafts = with_tables(|t| t.grafts.len());
+    let slots = SLOTS.iter().map(|ps| ps.count.load(Ordering::Relaxed) as usize).sum();
+    (grafts, slots)
 }
 
 pub fn graft(id: GraftId) -> Option<Arc<Graft>> {
@@ -360,6 +441,7 @@ pub fn attach_for(owner: ProcessId, id: GraftId, target: ProcessId) -> Result<()
             if let Some((_, other)) = slots.iter().find(|(p, _)| *p == target) {
                 return Err(AttachError::SlotTaken { point: point.name, by: other.id });
             }
+            slots.try_reserve(1).map_err(|_| AttachError::NoMemory)?;
             g.attached.store(true, Ordering::Relaxed);
             g.target.store(target.0, Ordering::Relaxed);
             slots.push((target, g));
@@ -372,6 +454,18 @@ pub fn attach_for(owner: ProcessId, id: GraftId, target: ProcessId) -> Result<()
 /// Ids of the grafts `owner` has loaded.
 pub fn grafts_of(owner: ProcessId) -> Vec<GraftId> {
     with_tables(|t| t.grafts.values().filter(|g| g.owner == owner).map(|g| g.id).collect())
+}
+
+/// `grafts_of` for system calls: `None` if there is no memory for the list.
+pub fn try_grafts_of(owner: ProcessId) -> Option<Vec<GraftId>> {
+    let mut ids = Vec::new();
+    ids.try_reserve_exact(MAX_GRAFTS_PER_PROCESS).ok()?;
+    with_tables(|t| {
+        for g in t.grafts.values().filter(|g| g.owner == owner).take(MAX_GRAFTS_PER_PROCESS) {
+            ids.push(g.id);
+        }
+    });
+    Some(ids)
 }
 
 /// Empties the slot graft `id` holds; the graft stays loaded (its statistics remain readable).

@@ -2,6 +2,7 @@
 //! the bootloader's mapping of all physical memory, virtual-address windows, and the heap.
 use core::alloc::{GlobalAlloc, Layout};
 use core::fmt;
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use ::x86_64::structures::paging::PhysFrame;
 use ::x86_64::{PhysAddr, VirtAddr};
@@ -352,19 +353,130 @@ static HEAP_TOP: Mutex<(u64, u64)> = Mutex::new((0, 0)); // (current end, window
 
 /// The global allocator: the buddy allocator, with interrupts held off while its lock is taken
 /// (an interrupt handler, or a thread switched to from one, must never spin on a lock held by the
-/// code it interrupted).
+/// code it interrupted). It also keeps the counters `kstat` reports (live bytes, their high-water
+/// mark, failures) and injects failures for the fault-injection tests (`failalloc`).
 pub struct KernelHeap(LockedHeapWithRescue<32>);
 
-// SAFETY: forwards to the buddy allocator, which upholds GlobalAlloc's contract.
+/// Allocation counters and fault injection, kept by the global allocator with atomics only (it
+/// must not allocate or take locks of its own).
+struct AllocCounters {
+    /// Bytes requested by live allocations.
+    live: AtomicUsize,
+    /// Highest `live` since `reset_peak`.
+    peak: AtomicUsize,
+    /// Requests the heap could not satisfy (injected ones not counted).
+    failed: AtomicU64,
+    /// Nesting of system-call paths in progress (`on_syscall_path`).
+    syscall: AtomicU32,
+    /// Nesting of admitted sections (`admitted`): allocations there are not injected.
+    admitted: AtomicU32,
+    /// Allocations seen on system-call paths since the counter was armed.
+    seen: AtomicU64,
+    /// The allocation number (counted from 1 by `seen`) that fails; 0: none.
+    fail_at: AtomicU64,
+    /// Failures injected so far.
+    injected: AtomicU64,
+}
+
+static COUNTERS: AllocCounters = AllocCounters {
+    live: AtomicUsize::new(0),
+    peak: AtomicUsize::new(0),
+    failed: AtomicU64::new(0),
+    syscall: AtomicU32::new(0),
+    admitted: AtomicU32::new(0),
+    seen: AtomicU64::new(0),
+    fail_at: AtomicU64::new(0),
+    injected: AtomicU64::new(0),
+};
+
+impl AllocCounters {
+    /// Whether this allocation is the one fault injection makes fail.
+    #[inline]
+    fn inject(&self) -> bool {
+        if self.fail_at.load(Ordering::Relaxed) == 0
+            || self.syscall.load(Ordering::Relaxed) == 0
+            || self.admitted.load(Ordering::Relaxed) != 0
+        {
+            return false;
+        }
+        let n = self.seen.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.fail_at.compare_exchange(n, 0, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+            self.injected.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+}
+
+// SAFETY: forwards to the buddy allocator, which upholds GlobalAlloc's contract; an injected
+// failure returns null, which the contract allows.
 unsafe impl GlobalAlloc for KernelHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTERS.inject() {
+            return core::ptr::null_mut();
+        }
         // SAFETY: forwarded from the caller.
-        arch::without_interrupts(|| unsafe { self.0.alloc(layout) })
+        let p = arch::without_interrupts(|| unsafe { self.0.alloc(layout) });
+        if p.is_null() {
+            COUNTERS.failed.fetch_add(1, Ordering::Relaxed);
+        } else {
+            let live = COUNTERS.live.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            COUNTERS.peak.fetch_max(live, Ordering::Relaxed);
+        }
+        p
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        COUNTERS.live.fetch_sub(layout.size(), Ordering::Relaxed);
         // SAFETY: forwarded from the caller.
         arch::without_interrupts(|| unsafe { self.0.dealloc(ptr, layout) })
     }
+}
+
+/// Runs `f`, a system call, as a system-call path: fault injection counts its allocations.
+pub fn on_syscall_path<R>(f: impl FnOnce() -> R) -> R {
+    COUNTERS.syscall.fetch_add(1, Ordering::Relaxed);
+    let r = f();
+    COUNTERS.syscall.fetch_sub(1, Ordering::Relaxed);
+    r
+}
+
+/// Runs `f`, whose allocations were admitted up front (charged to a process and checked against
+/// the kernel's free memory before it started, e.g. compiling a graft with Cranelift, which
+/// cannot report a failed allocation): fault injection skips it.
+pub fn admitted<R>(f: impl FnOnce() -> R) -> R {
+    COUNTERS.admitted.fetch_add(1, Ordering::Relaxed);
+    let r = f();
+    COUNTERS.admitted.fetch_sub(1, Ordering::Relaxed);
+    r
+}
+
+/// Makes the `n`th allocation on a system-call path from now on fail (0: none); restarts the
+/// count.
+pub fn arm_fail_alloc(n: u64) {
+    COUNTERS.fail_at.store(0, Ordering::Relaxed);
+    COUNTERS.seen.store(0, Ordering::Relaxed);
+    COUNTERS.fail_at.store(n, Ordering::Relaxed);
+}
+
+/// Fault injection's state: (allocations seen on system-call paths since armed, still armed,
+/// failures injected in all).
+pub fn fail_alloc_state() -> (u64, bool, u64) {
+    (
+        COUNTERS.seen.load(Ordering::Relaxed),
+        COUNTERS.fail_at.load(Ordering::Relaxed) != 0,
+        COUNTERS.injected.load(Ordering::Relaxed),
+    )
+}
+
+/// Bytes the kernel could still hand out: free frames, and the heap's mapped but unused bytes.
+pub fn free_bytes() -> u64 {
+    let h = heap_stats();
+    frame_stats().free() * PAGE_SIZE + h.mapped.saturating_sub(h.allocated as u64)
+}
+
+/// Resets the heap's high-water mark to the bytes live now (to measure one operation's peak).
+pub fn reset_heap_peak() {
+    COUNTERS.peak.store(COUNTERS.live.load(Ordering::Relaxed), Ordering::Relaxed);
 }
 
 #[global_allocator]
@@ -391,8 +503,14 @@ fn grow_heap(heap: &mut Heap<32>, layout: &Layout) {
 pub struct HeapStats {
     /// Bytes of address space mapped for the heap.
     pub mapped: u64,
-    /// Bytes handed out to live allocations.
+    /// Bytes handed out to live allocations (rounded up to the buddy allocator's blocks).
     pub allocated: usize,
+    /// Bytes requested by live allocations.
+    pub requested: usize,
+    /// Highest `requested` since `reset_heap_peak`.
+    pub peak: usize,
+    /// Requests the heap could not satisfy (injected failures not counted).
+    pub failed: u64,
 }
 
 pub fn heap_stats() -> HeapStats {
@@ -401,7 +519,13 @@ pub fn heap_stats() -> HeapStats {
         cur - HEAP_BASE.get().copied().unwrap_or(cur)
     };
     let allocated = arch::without_interrupts(|| HEAP.0.lock().stats_alloc_actual());
-    HeapStats { mapped, allocated }
+    HeapStats {
+        mapped,
+        allocated,
+        requested: COUNTERS.live.load(Ordering::Relaxed),
+        peak: COUNTERS.peak.load(Ordering::Relaxed),
+        failed: COUNTERS.failed.load(Ordering::Relaxed),
+    }
 }
 
 static HEAP_BASE: Once<u64> = Once::new();

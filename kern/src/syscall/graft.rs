@@ -1,16 +1,35 @@
 //! Graft system calls: the graft points, load (decode, verify, compile), attach, detach,
 //! statistics, list.
 use alloc::vec::Vec;
+use core::fmt::{self, Write};
+use core::sync::atomic::Ordering;
 
 use graft_ir::abi;
 use sysabi::{Error, GraftStats, Sys};
 
-use super::uaccess::{self, copy_to_user, read_str, read_vec};
-use super::{arg_u32, me, write_out};
+use super::uaccess::{self, copy_to_user};
+use super::{arg_u32, me, read_user, read_user_str, write_out};
 use crate::graft::runtime::{self, AttachError, GraftId, LoadError};
 use crate::task::{self, ProcessId};
 
 const MAX_POINT_NAME: u64 = 256;
+/// Longest load log the kernel prints (the verifier caps its errors, so real logs are shorter).
+const MAX_LOG: usize = 64 * 1024;
+
+/// Text printed into memory allocated fallibly and cut at `cap` bytes.
+struct BoundedText {
+    bytes: Vec<u8>,
+    cap: usize,
+}
+
+impl fmt::Write for BoundedText {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let n = s.len().min(self.cap - self.bytes.len());
+        self.bytes.try_reserve(n).map_err(|_| fmt::Error)?;
+        self.bytes.extend_from_slice(&s.as_bytes()[..n]);
+        if n < s.len() { Err(fmt::Error) } else { Ok(()) }
+    }
+}
 
 pub(super) fn call(sys: Sys, a: [u64; 6]) -> Result<u64, Error> {
     match sys {
@@ -31,7 +50,7 @@ pub(super) fn call(sys: Sys, a: [u64; 6]) -> Result<u64, Error> {
                 0 => pid,
                 t => ProcessId::from_arg(t).ok_or(Error::InvalidArgument)?,
             };
-            let point_name = read_str(a[1], a[2], MAX_POINT_NAME)?;
+            let point_name = read_user_str(a[1], a[2], MAX_POINT_NAME)?;
             let point = abi::graft_point(&point_name).ok_or(Error::NoSuchPoint)?;
             let g = runtime::graft(id).filter(|g| g.owner == pid).ok_or(Error::NoSuchGraft)?;
             if g.point.name != point.name {
@@ -50,21 +69,20 @@ pub(super) fn call(sys: Sys, a: [u64; 6]) -> Result<u64, Error> {
         Sys::GraftStats => {
             let pid = me()?;
             let g = runtime::graft(GraftId(arg_u32(a[0])?)).filter(|g| g.owner == pid).ok_or(Error::NoSuchGraft)?;
-            let s = g.stats();
+            // Read straight from the counters: nothing to allocate.
+            let commits = g.stats.commits.load(Ordering::Relaxed);
             let mut out = GraftStats {
                 id: g.id.0,
                 attached: u32::from(g.is_attached()),
                 point: g.point.index as u32,
-                calls: s.calls,
-                commits: s.commits,
-                fuel_used: s.fuel_used,
+                commits,
+                fuel_used: g.stats.fuel_used.load(Ordering::Relaxed),
                 ..GraftStats::default()
             };
-            for (reason, n) in s.aborts {
-                if let Some(slot) = out.aborts.get_mut(reason.code() as usize) {
-                    *slot += n;
-                }
+            for (slot, n) in out.aborts.iter_mut().zip(&g.stats.aborts) {
+                *slot = n.load(Ordering::Relaxed);
             }
+            out.calls = commits + out.aborts.iter().sum::<u64>();
             let size = core::mem::size_of::<GraftStats>();
             if a[2] < size as u64 {
                 return Err(Error::BufferTooSmall);
@@ -76,7 +94,7 @@ pub(super) fn call(sys: Sys, a: [u64; 6]) -> Result<u64, Error> {
         }
         Sys::GraftList => {
             let pid = me()?;
-            let ids = runtime::grafts_of(pid);
+            let ids = runtime::try_grafts_of(pid).ok_or(Error::NoMemory)?;
             let n = ids.len().min(usize::try_from(a[1]).unwrap_or(usize::MAX));
             let mut out = Vec::new();
             out.try_reserve_exact(n * 4).map_err(|_| Error::NoMemory)?;
@@ -95,6 +113,7 @@ fn attach_error(e: AttachError) -> Error {
         AttachError::NoSuchGraft(_) | AttachError::NotOwner(_) => Error::NoSuchGraft,
         AttachError::SlotTaken { .. } => Error::SlotTaken,
         AttachError::NotAttached => Error::NotAttached,
+        AttachError::NoMemory => Error::NoMemory,
     }
 }
 
@@ -102,7 +121,7 @@ fn load(a: [u64; 6]) -> Result<u64, Error> {
     let pid = me()?;
     // Copy at most the kernel's limit; a larger blob is refused by `load` with its size.
     let len = a[1].min(runtime::MAX_KERNEL_BLOB as u64 + 1);
-    let blob = read_vec(a[0], len, runtime::MAX_KERNEL_BLOB as u64 + 1)?;
+    let blob = read_user(a[0], len, runtime::MAX_KERNEL_BLOB as u64 + 1)?;
     match runtime::load(pid, &blob) {
         Ok(id) => Ok(u64::from(id.0)),
         Err(e) => {
@@ -111,14 +130,14 @@ fn load(a: [u64; 6]) -> Result<u64, Error> {
                 LoadError::Verify(_) => Error::Rejected,
                 LoadError::Unimplemented(_) => Error::Unsupported,
                 LoadError::TooMany => Error::TooMany,
-                LoadError::Compile(_) => Error::NoMemory,
+                LoadError::Compile(_) | LoadError::Memory(_) => Error::NoMemory,
             };
-            // The log is a courtesy: a log buffer that cannot be written never hides the
-            // load's own error.
+            // The log is a courtesy: a log buffer that cannot be written, or no memory to
+            // print it in, never hides the load's own error.
             if a[3] > 0 && uaccess::check_range(a[2], a[3]).is_ok() {
-                let log = alloc::format!("{e}");
-                let n = log.len().min(usize::try_from(a[3]).unwrap_or(usize::MAX));
-                let _ = copy_to_user(a[2], &log.as_bytes()[..n]);
+                let mut log = BoundedText { bytes: Vec::new(), cap: usize::try_from(a[3]).unwrap_or(usize::MAX).min(MAX_LOG) };
+                let _ = write!(log, "{e}");
+                let _ = copy_to_user(a[2], &log.bytes);
             }
             Err(err)
         }

@@ -7,12 +7,14 @@
 //! | `memory` | map, unmap |
 //! | `file` | the console (read, write) and the ramdisk's files |
 //! | `graft` | graft points, load, attach, detach, statistics, list |
+//! | `kstat` | the kernel's resource counters; fault injection for tests |
 //!
 //! Rules every area follows: a value that does not fit its field is `InvalidArgument`, never
 //! truncated; a user pointer is checked before use and copies go through `uaccess`; a call
 //! reports the first real problem (a log buffer it cannot write never hides a load's error).
 mod file;
 mod graft;
+mod kstat;
 mod memory;
 mod process;
 pub mod uaccess;
@@ -24,8 +26,14 @@ use crate::task::{self, ProcessId};
 use uaccess::copy_to_user;
 
 pub fn dispatch(frame: &mut SyscallFrame) {
+    kstat::init_fault_injection();
+    let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9];
     let result = match Sys::from_number(frame.rax) {
-        Some(sys) => call(sys, [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9]),
+        // Fault injection counts the allocations of the calls that cannot block. A blocked
+        // call would leave the mark on while other threads run (their page faults would be
+        // counted as its allocations), and the exits must not fail at all.
+        Some(sys) if injectable(sys) => crate::memory::on_syscall_path(|| call(sys, args)),
+        Some(sys) => call(sys, args),
         None => Err(Error::NoSys),
     };
     frame.rax = match result {
@@ -40,6 +48,36 @@ pub fn dispatch(frame: &mut SyscallFrame) {
     }
 }
 
+/// Whether fault injection counts `sys`'s allocations: every call but those that may block
+/// (waits, sleeps, the console and the disk) and the exits.
+fn injectable(sys: Sys) -> bool {
+    !matches!(
+        sys,
+        Sys::Exit
+            | Sys::ThreadExit
+            | Sys::Wait
+            | Sys::Yield
+            | Sys::Sleep
+            | Sys::FutexWait
+            | Sys::Read
+            | Sys::Write
+            | Sys::Open
+            | Sys::Close
+            | Sys::Seek
+            | Sys::Stat
+            | Sys::Fstat
+            | Sys::Fsync
+            | Sys::Sync
+            | Sys::Unlink
+            | Sys::Mkdir
+            | Sys::Rmdir
+            | Sys::Readdir
+            | Sys::Rename
+            | Sys::FsInfo
+            | Sys::FailAlloc
+    )
+}
+
 fn call(sys: Sys, a: [u64; 6]) -> Result<u64, Error> {
     match sys {
         Sys::Exit | Sys::ThreadExit | Sys::Spawn | Sys::Wait | Sys::Yield | Sys::Sleep | Sys::GetPid | Sys::GetTid
@@ -51,6 +89,8 @@ fn call(sys: Sys, a: [u64; 6]) -> Result<u64, Error> {
         Sys::GraftPoints | Sys::GraftLoad | Sys::GraftAttach | Sys::GraftDetach | Sys::GraftStats | Sys::GraftList => {
             graft::call(sys, a)
         }
+        Sys::VmLimit | Sys::VmMark => memory::call(sys, a),
+        Sys::Kstat | Sys::FailAlloc => kstat::call(sys, a),
     }
 }
 
@@ -62,6 +102,25 @@ fn me() -> Result<ProcessId, Error> {
 /// A 32-bit argument; a larger value is `InvalidArgument`, never truncated.
 fn arg_u32(raw: u64) -> Result<u32, Error> {
     u32::try_from(raw).map_err(|_| Error::InvalidArgument)
+}
+
+/// Reads `len` bytes (at most `max`) of user memory into a buffer allocated fallibly
+/// (`NoMemory` if it cannot be).
+fn read_user(addr: u64, len: u64, max: u64) -> Result<alloc::vec::Vec<u8>, Error> {
+    if len > max {
+        return Err(Error::InvalidArgument);
+    }
+    uaccess::check_range(addr, len)?;
+    let mut v = alloc::vec::Vec::new();
+    v.try_reserve_exact(len as usize).map_err(|_| Error::NoMemory)?;
+    v.resize(len as usize, 0);
+    uaccess::copy_from_user(&mut v, addr)?;
+    Ok(v)
+}
+
+/// A UTF-8 string of `len` bytes (at most `max`) of user memory, read like `read_user`.
+fn read_user_str(addr: u64, len: u64, max: u64) -> Result<alloc::string::String, Error> {
+    alloc::string::String::from_utf8(read_user(addr, len, max)?).map_err(|_| Error::InvalidArgument)
 }
 
 /// Copies `bytes` to the user buffer `addr` of `cap` bytes; `BufferTooSmall` if they do not fit.

@@ -4,8 +4,8 @@ use alloc::vec::Vec;
 
 use sysabi::{Error, Sys};
 
-use super::uaccess::{self, read_str, read_u32};
-use super::{arg_u32, me};
+use super::uaccess::{self, read_u32};
+use super::{arg_u32, me, read_user_str};
 use crate::task::{self, ProcessId, Wake};
 
 const MAX_PATH: u64 = 256;
@@ -18,8 +18,8 @@ pub(super) fn call(sys: Sys, a: [u64; 6]) -> Result<u64, Error> {
         Sys::Exit => task::exit_process(a[0] as i32),
         Sys::ThreadExit => task::exit_thread(a[0] as i32),
         Sys::Spawn => {
-            let path = read_str(a[0], a[1], MAX_PATH)?;
-            let args = read_str(a[2], a[3], MAX_ARGS)?;
+            let path = read_user_str(a[0], a[1], MAX_PATH)?;
+            let args = read_user_str(a[2], a[3], MAX_ARGS)?;
             let mut argv: Vec<&str> = Vec::new();
             argv.try_reserve(1 + args.len() / 2).map_err(|_| Error::NoMemory)?;
             argv.push(path.as_str());
