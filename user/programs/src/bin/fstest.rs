@@ -1,7 +1,8 @@
 //! `fstest`: end-to-end tests of the file-system calls (open .. fsinfo, and read/write/seek on
 //! open files) through `ulib::file`, against the ext2 file system the kernel mounts at `/`.
 //! Prints `test NAME ... ok|FAILED` per test and `fstest: N passed, N failed`; exits 0 only if
-//! all passed. Words on the command line select tests by name.
+//! all passed. Words on the command line select tests by name. (`fstest --child PATH FD` is
+//! the helper process of the `descriptors_per_process` test.)
 //!
 //! Without a file system (the first call answers `NoFileSystem`, or `NoSys` on a kernel
 //! without the calls) it prints `fstest: no file system` and exits 0 having run nothing.
@@ -24,7 +25,8 @@ use alloc::vec;
 use alloc::vec::Vec;
 use sysabi::{Error, FileStat, FsInfo, Sys};
 use ulib::file::{self, File, FileKind, SeekFrom, flags};
-use ulib::{print, println, sys};
+use ulib::args::parse_u64;
+use ulib::{print, println, process, sys};
 
 type TestResult = Result<(), String>;
 
@@ -640,6 +642,37 @@ fn fsync_and_sync(dir: &str) -> TestResult {
     Ok(())
 }
 
+/// The child's half of `descriptors_per_process` (`fstest --child PATH PARENT_FD`): the
+/// parent's open descriptor is not ours, and a file we leave open is closed by our exit.
+/// Exit codes: 0 as expected, 2 the parent's descriptor worked here, 3 PATH did not open,
+/// 4 bad arguments.
+fn child(args: &[&str]) -> i32 {
+    let (Some(path), Some(parent_fd)) = (args.first(), args.get(1).and_then(|s| parse_u64(s))) else {
+        return 4;
+    };
+    if sys::fstat(parent_fd) != Err(Error::BadDescriptor) {
+        return 2;
+    }
+    match sys::open(path, flags::READ) {
+        // Exit without closing it: the kernel must.
+        Ok(_) => 0,
+        Err(_) => 3,
+    }
+}
+
+fn descriptors_per_process(dir: &str) -> TestResult {
+    let p = file::join(dir, "held");
+    ok!(file::write_file(&p, b"x"));
+    let mine = ok!(File::open(&p, flags::READ));
+    let fd = format!("{}", mine.fd());
+    let code = ok!(process::run("fstest", &["--child", &p, &fd]));
+    check!(code == 0, "the child exited with {code} (2: our descriptor {fd} worked in it; 3: it could not open {p})");
+    drop(mine);
+    // Nobody has it open now: the child's descriptor went with the child.
+    ok!(file::unlink(&p));
+    Ok(())
+}
+
 /// Writes the files the host checks after the guest powers off, reads them back, syncs.
 fn known_files(_dir: &str) -> TestResult {
     let pattern: Vec<u8> = (0..PATTERN_LEN).map(known_pattern).collect();
@@ -676,6 +709,7 @@ const TESTS: &[Test] = &[
     ("many_open_files", many_open_files),
     ("bad_pointers", bad_pointers),
     ("fsync_and_sync", fsync_and_sync),
+    ("descriptors_per_process", descriptors_per_process),
     ("known_files", known_files),
 ];
 
@@ -702,6 +736,9 @@ fn report(name: &str, r: TestResult) -> bool {
 }
 
 fn main(args: &[&str]) -> i32 {
+    if args.get(1) == Some(&"--child") {
+        return child(&args[2..]);
+    }
     match file::fs_info() {
         Ok(_) => {}
         Err(Error::NoFileSystem | Error::NoSys) => {
