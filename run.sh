@@ -127,6 +127,62 @@ build_ramdisk() {
   (cd "$root" && find . -type f | sed 's|^\./||' | sort > "$BUILD/ramdisk.list" && tar --format=ustar -cf "$BUILD/ramdisk.tar" -T "$BUILD/ramdisk.list")
 }
 
+# The disk file system (vda): ext2 made by mke2fs from a directory holding the same programs
+# and grafts as the ramdisk, plus data files. Programs are still loaded from the ramdisk (the
+# kernel boots and tests without a disk); the disk is where processes read and write files.
+FS_SIZE=64M
+RA_SEED=5390660   # 0x524144, fsgrafts's RA_SEED
+# The file system disk's rate, for demos that measure what a slow disk costs (read-ahead).
+DISK_IOPS=1000
+build_fs_image() {
+  local root=$BUILD/fsroot
+  rm -rf "$root"
+  mkdir -p "$root/data"
+  cp -r "$BUILD/ramdisk/bin" "$BUILD/ramdisk/grafts" "$root/"
+  printf 'This file system was made on the host by mke2fs -d from build/fsroot.\n' > "$root/data/README"
+  # The read-ahead demo's files (fsgrafts): 1 MiB each, a test pattern the guest checks.
+  "$BOOT" fill-pattern "$root/data/ra1.bin" --seed "$RA_SEED" --bytes 1048576
+  "$BOOT" fill-pattern "$root/data/ra2.bin" --seed "$RA_SEED" --bytes 1048576
+  "$BOOT" fill-pattern "$root/data/ra3.bin" --seed "$RA_SEED" --bytes 65536
+  rm -f "$BUILD/fs.img"
+  truncate -s "$FS_SIZE" "$BUILD/fs.img"
+  PATH=$PATH:/sbin:/usr/sbin mke2fs -q -t ext2 -b 1024 -d "$root" -F "$BUILD/fs.img"
+}
+
+# The swap disk (vdb): raw, zeroed, fresh per boot.
+SWAP_SIZE=64M
+build_swap_image() {
+  rm -f "$BUILD/swap.img"
+  truncate -s "$SWAP_SIZE" "$BUILD/swap.img"
+}
+
+# Host-side checks of the file system the guest used: e2fsck finds nothing to fix, and the files
+# fstest wrote read back (debugfs) exactly as the guest was told to write them.
+check_fs_image() {
+  local img=$BUILD/fs.img ok=0
+  if PATH=$PATH:/sbin:/usr/sbin e2fsck -fn "$img" > "$BUILD/e2fsck.log" 2>&1; then
+    echo "host: e2fsck -fn $img: clean"
+  else
+    echo "host: e2fsck -fn $img found problems:"; cat "$BUILD/e2fsck.log"; ok=1
+  fi
+  if grep -q '^fstest: no file system' "$BUILD/e2e.log"; then
+    echo "host: fstest found no file system"; return 1
+  fi
+  local got
+  got=$(PATH=$PATH:/sbin:/usr/sbin debugfs -R 'cat /fstest/hello.txt' "$img" 2>/dev/null)
+  if [ "$got" = "hello from the guest" ]; then
+    echo "host: debugfs cat /fstest/hello.txt: as the guest wrote it"
+  else
+    echo "host: /fstest/hello.txt on the image is '$got', not what the guest wrote"; ok=1
+  fi
+  PATH=$PATH:/sbin:/usr/sbin debugfs -R 'cat /fstest/pattern.bin' "$img" 2>/dev/null > "$BUILD/pattern.got"
+  if "$BOOT" check-file-pattern "$BUILD/pattern.got" --len 200000; then :; else ok=1; fi
+  # fsgrafts wrote /crypt/secret.txt through the XTEA write filter.
+  PATH=$PATH:/sbin:/usr/sbin debugfs -R 'cat /crypt/secret.txt' "$img" 2>/dev/null > "$BUILD/secret.got"
+  if "$BOOT" check-xtea "$BUILD/secret.got"; then :; else ok=1; fi
+  return $ok
+}
+
 qemu_args() {
   local args=(--timeout "${TIMEOUT:-$1}")
   [ "${KVM:-0}" = 1 ] && args+=(--kvm)
@@ -137,6 +193,8 @@ cmd_build() {
   setup
   build_tools
   build_ramdisk
+  build_fs_image
+  build_swap_image
   say "building the kernel"
   build_kernel kern
 }
@@ -145,13 +203,13 @@ cmd_demo() {
   cmd_build
   say "booting the kernel in QEMU"
   mapfile -t args < <(qemu_args 120)
-  "$BOOT" run "$BUILD/kern.img" "${args[@]}" --cmdline "mode=demo ${CMDLINE:-}"
+  "$BOOT" run "$BUILD/kern.img" "${args[@]}" --disk "$BUILD/fs.img" --disk "$BUILD/swap.img" --disk-iops "$DISK_IOPS" --cmdline "mode=demo ${CMDLINE:-}"
 }
 
 cmd_shell() {
   cmd_build
   say "booting to the console (Ctrl-A X quits QEMU)"
-  "$BOOT" run "$BUILD/kern.img" --interactive --cmdline "mode=shell ${CMDLINE:-}"
+  "$BOOT" run "$BUILD/kern.img" --interactive --disk "$BUILD/fs.img" --disk "$BUILD/swap.img" --cmdline "mode=shell ${CMDLINE:-}"
 }
 
 cmd_test() {
@@ -175,8 +233,12 @@ cmd_test() {
   "$BOOT" check-pattern "$BUILD/scratch.img" --seed "$SCRATCH_SEED" --first "$SCRATCH_FIRST" --count "$SCRATCH_COUNT" || disks=1
   say "end-to-end tests of user space in QEMU"
   build_kernel kern
-  "$BOOT" run "$BUILD/kern.img" "${args[@]}" --e2e --cmdline "mode=test ${CMDLINE:-}" > "$BUILD/e2e.log" 2>&1 || e2e=1
+  build_fs_image
+  build_swap_image
+  "$BOOT" run "$BUILD/kern.img" "${args[@]}" --e2e --disk "$BUILD/fs.img" --disk "$BUILD/swap.img" --disk-iops "$DISK_IOPS" --cmdline "mode=test ${CMDLINE:-}" > "$BUILD/e2e.log" 2>&1 || e2e=1
   grep -v '^kernel: ' "$BUILD/e2e.log" || true
+  say "host-side checks of the file system the guest used"
+  check_fs_image || disks=1
   if [ $host -eq 0 ]; then echo "host: cargo test passed"; else echo "host: cargo test FAILED (see above)"; fi
   if [ $disks -eq 0 ]; then echo "disks: host checks passed"; else echo "disks: host checks FAILED (see above)"; fi
   local kline eline

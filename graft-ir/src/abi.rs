@@ -363,6 +363,8 @@ pub const CALLABLE_TABLE: &[Callable] = &[
         importable: true, doc: "Test and clear the hardware referenced bit of the installer's page at this virtual address; 0 for an unmapped address." },
     Callable { id: 13, name: "kern.halt", params: &[], ret: Some(Type::I32), cost: 0,
         importable: false, doc: "Halt the machine. Kernel-only: no graft may import it." },
+    Callable { id: 14, name: "fs.prefetch", params: &[FILE, Type::I64], ret: Some(Type::I32), cost: 32,
+        importable: true, doc: "Read the file's block (by block number) into the buffer cache without waiting; issuing the read cannot be undone, so it happens when the transaction commits (an aborted call reads nothing); returns 0; a block past the end fails BAD_ARGUMENT." },
 ];
 
 const COMMON: [&str; 9] = [
@@ -395,8 +397,8 @@ const fn with<const N: usize, const M: usize, const T: usize>(
 }
 
 static VM_CALLABLES: [&str; 10] = with::<9, 1, 10>(["vm.page_referenced"]);
-static FS_CALLABLES: [&str; 12] =
-    with::<9, 3, 12>(["fs.file_size", "fs.block_size", "fs.block_cached"]);
+static FS_CALLABLES: [&str; 13] =
+    with::<9, 4, 13>(["fs.file_size", "fs.block_size", "fs.block_cached", "fs.prefetch"]);
 static SCHED_CALLABLES: [&str; 9] = COMMON;
 
 const FILTER_PARAMS: &[Param] = &[

@@ -130,6 +130,9 @@ pub trait CallableState {
     fn block_size(&mut self, f: FileHandle) -> Result<i32, AbortReason>;
     /// Whether block `block` (inside the file) of `f` is in the buffer cache.
     fn block_cached(&mut self, f: FileHandle, block: i64) -> Result<bool, AbortReason>;
+    /// Reads block `block` (inside the file) of `f` into the buffer cache when the transaction
+    /// commits; nothing if it aborts.
+    fn prefetch_at_commit(&mut self, f: FileHandle, block: i64) -> Result<(), AbortReason>;
     /// Tests and clears the referenced bit of the installer's page at `vaddr` (false when
     /// unmapped).
     fn page_referenced(&mut self, vaddr: i64) -> Result<bool, AbortReason>;
@@ -205,6 +208,14 @@ const BAD_ARGUMENT: AbortReason = AbortReason::CallableFailed(errors::BAD_ARGUME
 const BAD_HANDLE: AbortReason = AbortReason::CallableFailed(errors::BAD_HANDLE);
 const LOCK_STATE: AbortReason = AbortReason::CallableFailed(errors::LOCK_STATE);
 
+/// Checks that `block` is a block inside file `f`.
+fn file_block(s: &mut dyn CallableState, f: FileHandle, block: i64) -> Result<(), AbortReason> {
+    let size = s.file_size(f)?;
+    let bs = i64::from(s.block_size(f)?.max(1));
+    let blocks = size.max(0).saturating_add(bs - 1) / bs;
+    if (0..blocks).contains(&block) { Ok(()) } else { Err(BAD_ARGUMENT) }
+}
+
 fn counter_number(n: i32) -> Result<usize, AbortReason> {
     usize::try_from(n).ok().filter(|&n| n < COUNTERS).ok_or(BAD_ARGUMENT)
 }
@@ -213,12 +224,7 @@ register! {
     "fs.file_size" => |s, f: FileHandle| -> i64 { s.file_size(f) },
     "fs.block_size" => |s, f: FileHandle| -> i32 { s.block_size(f) },
     "fs.block_cached" => |s, f: FileHandle, block: i64| -> i8 {
-        let size = s.file_size(f)?;
-        let bs = i64::from(s.block_size(f)?.max(1));
-        let blocks = size.max(0).saturating_add(bs - 1) / bs;
-        if !(0..blocks).contains(&block) {
-            return Err(BAD_ARGUMENT);
-        }
+        file_block(s, f, block)?;
         Ok(i8::from(s.block_cached(f, block)?))
     },
     "lock.get" => |s, n: i32| -> LockHandle {
@@ -270,6 +276,12 @@ register! {
     "vm.page_referenced" => |s, vaddr: i64| -> i8 { Ok(i8::from(s.page_referenced(vaddr)?)) },
     // Kernel-only: the verifier refuses every import of it, so no graft reaches this.
     "kern.halt" => |s| -> i32 { Err(AbortReason::HostContract) },
+    "fs.prefetch" => |s, f: FileHandle, block: i64| -> i32 {
+        file_block(s, f, block)?;
+        // Issuing a disk read cannot be undone: it happens at commit.
+        s.prefetch_at_commit(f, block)?;
+        Ok(0)
+    },
 }
 
 /// Calls `c` on `state` with the arguments' bits (one per parameter; the interpreter and the

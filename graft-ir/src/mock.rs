@@ -35,6 +35,10 @@ pub struct MockHost {
     pub allocations: Vec<(i32, i32)>,
     /// Allocations `mem.free` freed, to be dropped at commit.
     pub pending_frees: Vec<i32>,
+    /// Reads `fs.prefetch` asked for, issued at commit: (file handle, block).
+    pub pending_prefetches: Vec<(u64, i64)>,
+    /// Reads issued by committed calls, in order.
+    pub prefetched: Vec<(u64, i64)>,
     /// Next allocation number.
     pub next_alloc: i32,
     /// The clock.
@@ -70,7 +74,9 @@ impl MockHost {
         let mut end = CallEnd { locks_released: self.held.len(), ..CallEnd::default() };
         self.held.clear();
         let frees = core::mem::take(&mut self.pending_frees);
+        let prefetches = core::mem::take(&mut self.pending_prefetches);
         if committed {
+            self.prefetched.extend(prefetches);
             let before = self.allocations.len();
             self.allocations.retain(|a| !frees.contains(&a.0));
             end.allocations_freed = before - self.allocations.len();
@@ -150,6 +156,10 @@ impl CallableState for MockHost {
     }
     fn block_cached(&mut self, _f: FileHandle, block: i64) -> Result<bool, AbortReason> {
         Ok(block % 3 == 0)
+    }
+    fn prefetch_at_commit(&mut self, f: FileHandle, block: i64) -> Result<(), AbortReason> {
+        self.pending_prefetches.push((f.0, block));
+        Ok(())
     }
     fn page_referenced(&mut self, vaddr: i64) -> Result<bool, AbortReason> {
         Ok((vaddr >> 12) & 1 == 1)

@@ -10,6 +10,7 @@ extern crate alloc;
 
 pub mod cmdline;
 pub mod elf_check;
+pub mod fs;
 pub mod graft;
 pub mod ktest;
 pub mod memory;
@@ -26,8 +27,6 @@ pub mod console;
 pub mod cpu;
 #[cfg(target_os = "none")]
 pub mod dev;
-#[cfg(target_os = "none")]
-pub mod fs;
 #[cfg(target_os = "none")]
 pub mod init;
 #[cfg(target_os = "none")]

@@ -22,6 +22,8 @@ pub struct OpenFile {
     pub read: bool,
     pub write: bool,
     pub append: bool,
+    /// The default read-ahead's state for this descriptor.
+    pub readahead: super::readahead::ReadAhead,
 }
 
 static TABLES: Mutex<BTreeMap<ProcessId, Vec<Option<OpenFile>>>> = Mutex::new(BTreeMap::new());
@@ -64,10 +66,15 @@ pub fn get(pid: ProcessId, fd: u64) -> Result<OpenFile, Error> {
 
 /// Sets the offset of `pid`'s open file `fd` (if it is still open).
 pub fn set_offset(pid: ProcessId, fd: u64, offset: u64) {
+    update(pid, fd, |f| f.offset = offset);
+}
+
+/// Changes `pid`'s open file `fd` (if it is still open).
+pub fn update(pid: ProcessId, fd: u64, change: impl FnOnce(&mut OpenFile)) {
     let Ok(i) = index(fd) else { return };
     with(|t| {
         if let Some(Some(f)) = t.get_mut(&pid).and_then(|v| v.get_mut(i)) {
-            f.offset = offset;
+            change(f);
         }
     })
 }
@@ -91,6 +98,21 @@ pub fn close_all(pid: ProcessId) {
 /// Whether any process has inode `ino` open.
 pub fn is_open(ino: Ino) -> bool {
     with(|t| t.values().flatten().flatten().any(|f| f.ino == ino))
+}
+
+/// The `handle<file>` a graft receives for `pid`'s descriptor `fd`: both, so that a handle can
+/// never name another process's file.
+pub fn graft_handle(pid: ProcessId, fd: u64) -> u64 {
+    (u64::from(pid.0) << 32) | (fd & 0xffff_ffff)
+}
+
+/// The open file graft handle `handle` names, if it is one of `owner`'s (the graft's
+/// installer's): callables accept nothing else.
+pub fn resolve_graft_handle(owner: ProcessId, handle: u64) -> Option<OpenFile> {
+    if (handle >> 32) as u32 != owner.0 {
+        return None;
+    }
+    get(owner, handle & 0xffff_ffff).ok()
 }
 
 /// Descriptors open in the whole system (tests check they return to their baseline).

@@ -33,7 +33,11 @@ pub struct CallCtx<'a> {
 /// Callables whose kernel state does not exist yet (the file system and user address spaces
 /// are not wired to grafts): grafts importing them are refused at load. Remove a name when its
 /// `CallableState` method below is implemented.
-pub const NOT_YET_IMPLEMENTED: &[&str] = &["fs.file_size", "fs.block_size", "fs.block_cached", "vm.page_referenced"];
+#[cfg(target_os = "none")]
+pub const NOT_YET_IMPLEMENTED: &[&str] = &["vm.page_referenced"];
+/// On the host there is no file system: the runtime's host tests never load file grafts.
+#[cfg(not(target_os = "none"))]
+pub const NOT_YET_IMPLEMENTED: &[&str] = &["fs.file_size", "fs.block_size", "fs.block_cached", "vm.page_referenced", "fs.prefetch"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RegisterError {
@@ -253,16 +257,48 @@ impl CallableState for CallCtx<'_> {
         }
     }
 
-    // Not yet: see `NOT_YET_IMPLEMENTED` (grafts importing these are refused at load).
+    // Files: the installer's open files, seen through `fs::graft_view` (never waits).
+    #[cfg(target_os = "none")]
+    fn file_size(&mut self, f: FileHandle) -> Result<i64, AbortReason> {
+        crate::fs::graft_view::file_size(self.owner, f.0)
+    }
+
+    #[cfg(target_os = "none")]
+    fn block_size(&mut self, f: FileHandle) -> Result<i32, AbortReason> {
+        crate::fs::graft_view::block_size(self.owner, f.0)
+    }
+
+    #[cfg(target_os = "none")]
+    fn block_cached(&mut self, f: FileHandle, block: i64) -> Result<bool, AbortReason> {
+        crate::fs::graft_view::block_cached(self.owner, f.0, block)
+    }
+
+    #[cfg(target_os = "none")]
+    fn prefetch_at_commit(&mut self, f: FileHandle, block: i64) -> Result<(), AbortReason> {
+        let ino = crate::fs::graft_view::prefetch_target(self.owner, f.0)?;
+        self.txn
+            .defer_to_commit(Action { run: crate::fs::graft_view::commit_prefetch, a: u64::from(ino), b: block as u64 })
+            .map_err(txn_failure)
+    }
+
+    // On the host: see `NOT_YET_IMPLEMENTED` (grafts importing these are refused at load).
+    #[cfg(not(target_os = "none"))]
     fn file_size(&mut self, _: FileHandle) -> Result<i64, AbortReason> {
         Err(AbortReason::HostContract)
     }
 
+    #[cfg(not(target_os = "none"))]
     fn block_size(&mut self, _: FileHandle) -> Result<i32, AbortReason> {
         Err(AbortReason::HostContract)
     }
 
+    #[cfg(not(target_os = "none"))]
     fn block_cached(&mut self, _: FileHandle, _: i64) -> Result<bool, AbortReason> {
+        Err(AbortReason::HostContract)
+    }
+
+    #[cfg(not(target_os = "none"))]
+    fn prefetch_at_commit(&mut self, _: FileHandle, _: i64) -> Result<(), AbortReason> {
         Err(AbortReason::HostContract)
     }
 

@@ -214,10 +214,23 @@ pub fn sched_pick_next(group: ProcessId, txn: &mut TxnLog, threads: &[ThreadCand
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VictimCandidate {
     pub vaddr: u64,
-    /// bit0 referenced, bit1 dirty, bit2 file-backed.
+    /// `VICTIM_REFERENCED | VICTIM_DIRTY | VICTIM_MARKED`.
     pub flags: u32,
-    /// Ticks since last referenced.
+    /// Clock steps since the page was last seen referenced.
     pub age: u32,
+}
+
+/// Flag bits of a `VictimCandidate`: referenced since the clock's front hand passed; dirty
+/// (evicting it costs a write to swap); inside a range the process marked (`vm_mark`, e.g. its
+/// buffer pool).
+pub const VICTIM_REFERENCED: u32 = 1 << 0;
+pub const VICTIM_DIRTY: u32 = 1 << 1;
+pub const VICTIM_MARKED: u32 = 1 << 2;
+
+/// Whether process `pid` has a `vm.pick_victim` graft: the fault path releases the task tables
+/// and dispatches only then (without one, the clock's choice is made under the lock).
+pub fn vm_grafted(pid: ProcessId) -> bool {
+    runtime::attached(point(abi::point::VM_PICK_VICTIM), pid).is_some()
 }
 
 record!(VictimCandidate: abi::point::VM_PICK_VICTIM, 0, {
@@ -242,7 +255,7 @@ pub fn default_victim(cands: &[VictimCandidate]) -> usize {
         cands
             .iter()
             .enumerate()
-            .filter(|(_, c)| !want_unreferenced || c.flags & 1 == 0)
+            .filter(|(_, c)| !want_unreferenced || c.flags & VICTIM_REFERENCED == 0)
             .max_by_key(|(_, c)| c.age)
             .map(|(i, _)| i)
     };
@@ -274,9 +287,10 @@ pub fn vm_pick_victim(pid: ProcessId, txn: &mut TxnLog, cands: &[VictimCandidate
     (idx as usize, outcome)
 }
 
-/// `fs.compute_ra`: after a read of `[offset, offset + len)` of `file` (`file_blocks` blocks of
-/// `block_size` bytes), the blocks to read ahead, written to `out`. Default: the next blocks in
-/// sequence. Valid: a count within `out`, every block inside the file.
+/// `fs.compute_ra`: after a read of `[offset, offset + len)` of `file` (a file of `file_blocks`
+/// blocks), the blocks to read ahead, written to `out`. Default: `default`, the read path's
+/// sequential window (`fs::readahead`). Valid: a count within `out`, every block inside the
+/// file.
 #[allow(clippy::too_many_arguments)]
 pub fn fs_compute_ra(
     pid: ProcessId,
@@ -284,14 +298,26 @@ pub fn fs_compute_ra(
     file: u64,
     offset: i64,
     len: i64,
-    block_size: i64,
     file_blocks: i64,
+    default: &[i64],
     out: &mut [i64],
 ) -> (usize, Outcome) {
-    let cap = out.len();
-    let mut buf: Vec<u8> = alloc::vec![0u8; cap * ReadAheadBlock::SIZE];
-    let next = offset.saturating_add(len).max(0).saturating_add(block_size - 1) / block_size.max(1);
     let p = point(abi::point::FS_COMPUTE_RA);
+    let cap = out.len();
+    // The default's blocks (the caller's window), as many as fit.
+    let fallback = |out: &mut [i64]| {
+        let n = default.len().min(out.len());
+        out[..n].copy_from_slice(&default[..n]);
+        n
+    };
+    if runtime::attached(p, pid).is_none() {
+        return (fallback(out), Outcome::Default);
+    }
+    let mut buf: Vec<u8> = Vec::new();
+    if buf.try_reserve_exact(cap * ReadAheadBlock::SIZE).is_err() {
+        return (fallback(out), Outcome::Default);
+    }
+    buf.resize(cap * ReadAheadBlock::SIZE, 0);
     let (count, outcome) = runtime::dispatch(
         p,
         pid,
@@ -300,10 +326,9 @@ pub fn fs_compute_ra(
         &mut [&mut buf[..]],
         |v, bufs| p.accepts(i64::from(v), &ResultFacts { out: &bufs[0][..], file_blocks, ..ResultFacts::default() }),
         |bufs| {
-            // The next blocks in sequence, at most two, inside the file.
-            let n = file_blocks.saturating_sub(next).clamp(0, 2).min(cap as i64) as usize;
-            let blocks = [ReadAheadBlock { block: next }, ReadAheadBlock { block: next.saturating_add(1) }];
-            encode(&blocks[..n], &mut bufs[0][..]);
+            let n = default.len().min(cap);
+            let blocks: Vec<ReadAheadBlock> = default[..n].iter().map(|&block| ReadAheadBlock { block }).collect();
+            encode(&blocks, &mut bufs[0][..]);
             n as i32
         },
     );

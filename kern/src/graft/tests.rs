@@ -352,8 +352,9 @@ b0(v0: handle<file>, v1: i64, v2: i64):
     runtime::attach(pid, id).map_err(|e| fail(format!("attach: {e}")))?;
     let mut txn = new_txn(pid);
     let mut out = [0i64; 4];
-    // A read of block 2 of a 10-block file: the graft names block 1000.
-    let (n, outcome) = super::points::fs_compute_ra(pid, &mut txn, 1, 8192, 4096, 4096, 10, &mut out);
+    // A read of block 2 of a 10-block file: the graft names block 1000; the default's window
+    // (blocks 3 and 4) answers instead.
+    let (n, outcome) = super::points::fs_compute_ra(pid, &mut txn, 1, 8192, 4096, 10, &[3, 4], &mut out);
     check_eq!(outcome, Outcome::Aborted(AbortReason::InvalidResult));
     check_eq!(n, 2);
     check_eq!(&out[..2], &[3, 4]);

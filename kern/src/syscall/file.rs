@@ -8,14 +8,19 @@ use sysabi::{DirEntryHeader, Error, FileStat, FsInfo, Sys, kind, open, whence};
 
 use super::uaccess::{self, copy_to_user, read_str, read_vec};
 use super::{me, write_out};
+use crate::cpu;
 use crate::fs::disk::{self, with_fs};
 use crate::fs::files::{self, OpenFile};
-use crate::fs::ramdisk;
-use crate::task;
+use crate::fs::{graft_view, ramdisk, readahead};
+use crate::graft::points;
+use crate::graft::runtime::Outcome;
+use crate::task::{self, ProcessId};
 
 const MAX_PATH: u64 = 4096;
 /// Most bytes one read or write moves.
 const MAX_IO: u64 = 64 * 1024;
+/// Room for the blocks `fs.compute_ra` may name per read.
+const RA_BLOCKS: usize = 32;
 /// New files' and directories' permissions.
 const FILE_MODE: u16 = 0o644;
 const DIR_MODE: u16 = 0o755;
@@ -242,7 +247,14 @@ fn open_file(path_addr: u64, path_len: u64, flags: u64) -> Result<u64, Error> {
         }
         Ok(ino)
     })?;
-    let file = OpenFile { ino, offset: 0, read: flags & open::READ != 0, write, append: flags & open::APPEND != 0 };
+    let file = OpenFile {
+        ino,
+        offset: 0,
+        read: flags & open::READ != 0,
+        write,
+        append: flags & open::APPEND != 0,
+        readahead: Default::default(),
+    };
     files::install(pid, file)
 }
 
@@ -274,10 +286,73 @@ fn read_file(fd: u64, buf: u64, len: u64) -> Result<u64, Error> {
     let mut data = Vec::new();
     data.try_reserve_exact(len).map_err(|_| Error::NoMemory)?;
     data.resize(len, 0);
-    let n = with_fs(|fs| fs.read(f.ino, f.offset, &mut data).map_err(disk::error))?;
+    let (n, size, block_size) = with_fs(|fs| {
+        let n = fs.read(f.ino, f.offset, &mut data).map_err(disk::error)?;
+        let size = fs.stat(f.ino).map_err(disk::error)?.size;
+        Ok((n, size, fs.block_size() as u64))
+    })?;
+    let handle = files::graft_handle(pid, fd);
+    // `fs.read_filter`: between the file system and the process. An aborted (or failing)
+    // filter fails the read: the process never sees half-transformed data.
+    if n > 0 {
+        let (r, outcome) = cpu::with_txn(|txn| match txn {
+            Some(txn) => points::fs_filter(false, pid, txn, handle, f.offset as i64, &mut data[..n]),
+            None => (0, Outcome::Default),
+        });
+        if r < 0 || matches!(outcome, Outcome::Aborted(_)) {
+            return Err(Error::IoError);
+        }
+    }
     copy_to_user(buf, &data[..n])?;
-    files::set_offset(pid, fd, f.offset + n as u64);
+    let end = f.offset + n as u64;
+    files::set_offset(pid, fd, end);
+    if n > 0 {
+        read_ahead(pid, fd, f, end - n as u64, n as u64, size, block_size);
+    }
     Ok(n as u64)
+}
+
+/// After a read of `[offset, offset + len)`: `fs.compute_ra` chooses the blocks to read ahead
+/// (default: the descriptor's sequential window), and each one not cached becomes an
+/// asynchronous read. The reader does not wait for them. Reads committed grafts asked for with
+/// `fs.prefetch` are issued here too.
+fn read_ahead(pid: ProcessId, fd: u64, f: OpenFile, offset: u64, len: u64, size: u64, block_size: u64) {
+    let bs = block_size.max(1);
+    let file_blocks = size.div_ceil(bs);
+    let first = offset / bs;
+    let last = (offset + len - 1) / bs;
+    let mut ra = f.readahead;
+    let window = ra.after_read(first, last, file_blocks);
+    files::update(pid, fd, |o| o.readahead = ra);
+    let mut default = [0i64; readahead::MAX_WINDOW as usize];
+    let n = (window.end - window.start).min(default.len() as u64) as usize;
+    for (i, d) in default.iter_mut().take(n).enumerate() {
+        *d = (window.start + i as u64) as i64;
+    }
+    let mut out = [0i64; RA_BLOCKS];
+    let handle = files::graft_handle(pid, fd);
+    let (count, _) = cpu::with_txn(|txn| match txn {
+        Some(txn) => points::fs_compute_ra(pid, txn, handle, offset as i64, len as i64, file_blocks as i64, &default[..n], &mut out),
+        None => {
+            let k = n.min(out.len());
+            out[..k].copy_from_slice(&default[..k]);
+            (k, Outcome::Default)
+        }
+    });
+    let queued = graft_view::take_queued();
+    if count == 0 && queued.is_empty() {
+        return;
+    }
+    let _ = with_fs(|fs| {
+        for &b in &out[..count] {
+            // The validator already checked every block lies inside the file.
+            let _ = fs.prefetch_file_block(f.ino, b as u64);
+        }
+        for (ino, b) in queued {
+            let _ = fs.prefetch_file_block(ino, b);
+        }
+        Ok(())
+    });
 }
 
 fn write_file(fd: u64, buf: u64, len: u64) -> Result<u64, Error> {
@@ -286,9 +361,22 @@ fn write_file(fd: u64, buf: u64, len: u64) -> Result<u64, Error> {
     if !f.write {
         return Err(Error::BadDescriptor);
     }
-    let data = read_vec(buf, len.min(MAX_IO), MAX_IO)?;
+    let mut data = read_vec(buf, len.min(MAX_IO), MAX_IO)?;
+    let offset = if f.append { with_fs(|fs| Ok(fs.stat(f.ino).map_err(disk::error)?.size))? } else { f.offset };
+    // `fs.write_filter`: between the process and the file system. An aborted (or failing)
+    // filter fails the write and leaves the file as it was: no untransformed data reaches the
+    // disk through a failing filter.
+    if !data.is_empty() {
+        let handle = files::graft_handle(pid, fd);
+        let (r, outcome) = cpu::with_txn(|txn| match txn {
+            Some(txn) => points::fs_filter(true, pid, txn, handle, offset as i64, &mut data),
+            None => (0, Outcome::Default),
+        });
+        if r < 0 || matches!(outcome, Outcome::Aborted(_)) {
+            return Err(Error::IoError);
+        }
+    }
     let end = with_fs(|fs| {
-        let offset = if f.append { fs.stat(f.ino).map_err(disk::error)?.size } else { f.offset };
         let n = fs.write(f.ino, offset, &data).map_err(disk::error)?;
         Ok(offset + n as u64)
     })?;

@@ -150,6 +150,18 @@ impl<T> SleepLock<T> {
         SleepLock { held: Mutex::new(false), waiters: WaitQueue::new(), value: core::cell::UnsafeCell::new(value) }
     }
 
+    /// Takes the lock if it is free now, without sleeping (for code that must not sleep).
+    pub fn try_lock(&self) -> Option<SleepGuard<'_, T>> {
+        arch::without_interrupts(|| {
+            let mut held = self.held.lock();
+            if *held {
+                return None;
+            }
+            *held = true;
+            Some(SleepGuard { lock: self })
+        })
+    }
+
     /// Takes the lock, sleeping while another thread holds it.
     pub fn lock(&self) -> SleepGuard<'_, T> {
         let mut taken = false;

@@ -31,7 +31,17 @@ const EXPECTED: &[(&str, Expect)] = &[
     // time-out dooms it).
     ("holds_lock", Expect::Abort(&["OutOfFuel", "Watchdog", "LockTimeout", "Deadlock"])),
     ("unbounded_alloc", Expect::Abort(&["ResourceLimit"])),
+    ("ra_bad_block", Expect::Abort(&["InvalidResult"])),
+    // Its fs.prefetch reads are dropped with the transaction: fsgrafts checks none was issued.
+    ("ra_prefetch_then_abort", Expect::Abort(&["Explicit"])),
+    ("filter_endless", Expect::Abort(&["OutOfFuel", "Watchdog"])),
+    ("filter_out_of_bounds", Expect::Abort(&["OutOfBounds"])),
 ];
+
+/// A file of the disk's file system the file points are driven with (made by run.sh), and a
+/// scratch file the write path writes.
+const DISK_FILE: &str = "/data/ra1.bin";
+const SCRATCH_FILE: &str = "/hostile.tmp";
 
 #[derive(Clone, Copy)]
 enum Expect {
@@ -101,12 +111,25 @@ fn drive(point: &str, pressure: &mut Pressure, some_file: &str) {
     let reach = graft_ir::abi::graft_point(point).map_or(Reach::Scheduler, |p| p.reached_from);
     match reach {
         Reach::PageReplacement => pressure.push(),
-        // No write path reaches a graft yet: reading the file exercises the file points.
-        Reach::FileRead | Reach::FileWrite => {
-            let mut buf = [0u8; 4096];
-            let mut off = 0;
-            while let Ok(n @ 1..) = sys::file_read(some_file, off, &mut buf) {
-                off += n as u64;
+        // Reads of a disk file at scattered offsets: each read reaches fs.read_filter, then
+        // fs.compute_ra.
+        Reach::FileRead => {
+            let _ = some_file;
+            if let Ok(mut f) = ulib::file::File::open(DISK_FILE, sysabi::open::READ) {
+                let mut buf = [0u8; 1024];
+                for k in 0..8u64 {
+                    let _ = f.seek(ulib::file::SeekFrom::Start((k * 37 % 64) * 1024));
+                    let _ = f.read(&mut buf);
+                }
+            }
+            let _ = sys::sleep(5);
+        }
+        // Writes of a scratch file: each reaches fs.write_filter (and fails while it aborts).
+        Reach::FileWrite => {
+            if let Ok(mut f) = ulib::file::File::open(SCRATCH_FILE, sysabi::open::WRITE | sysabi::open::CREATE) {
+                for _ in 0..4 {
+                    let _ = f.write(b"hostile write filter test data!\n");
+                }
             }
             let _ = sys::sleep(5);
         }

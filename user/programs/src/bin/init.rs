@@ -1,8 +1,10 @@
 //! `init`: the first process. The kernel starts it with a mode:
 //!
 //! - `init shell` (or no mode): runs the interactive shell;
-//! - `init demo`: runs the scheduling and hostile-graft demos; exits 0 only if both passed;
-//! - `init test`: runs `usertest`, then the demos; exits 0 only if everything passed.
+//! - `init demo`: runs the demos (file-system grafts, scheduling, hostile grafts, page
+//!   eviction); exits 0 only if all passed;
+//! - `init test`: runs the tests (`usertest`, `fstest`, ...), then the demos; exits 0 only if
+//!   everything passed.
 //!
 //! Its exit code is the verdict of the whole run: 0 passed, 1 a check failed, 2 a usage
 //! error, 3 a program could not be started.
@@ -66,8 +68,8 @@ fn main(args: &[&str]) -> i32 {
             Ok(code) => code,
             Err(code) => code,
         },
-        "demo" => run_all(&["schedtest", "hostile"]),
-        "test" => run_all(&["usertest", "schedtest", "hostile"]),
+        "demo" => run_all(&["fsgrafts", "schedtest", "hostile"]),
+        "test" => run_all(&["usertest", "fstest", "fsgrafts", "schedtest", "hostile"]),
         other => {
             eprintln!("init: unknown mode {other:?} (expected shell, demo or test)");
             USAGE
