@@ -448,6 +448,11 @@ pub struct VmStats {
     pub graft_aborts: u64,
     /// Swap slots the process holds now.
     pub swap_slots: u64,
+    /// The whole system's swap slots in use and their number, and its free frames (for tests
+    /// that check nothing leaked once a process is gone).
+    pub system_swap_slots: u64,
+    pub system_swap_capacity: u64,
+    pub free_frames: u64,
 }
 
 /// Lowest address user programs may use; everything from `USER_END` up is the kernel's.
