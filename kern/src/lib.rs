@@ -16,6 +16,7 @@ pub mod ktest;
 pub mod memory;
 pub mod sync;
 pub mod task;
+pub mod vm;
 
 #[cfg(target_os = "none")]
 pub mod arch;

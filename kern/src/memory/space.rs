@@ -86,6 +86,19 @@ impl AddressSpace {
         true
     }
 
+    /// Copies the page at `va` (mapped) into `out` (one page long) through the physical window.
+    pub fn read_page(&self, va: u64, out: &mut [u8]) -> Result<(), MapError> {
+        let page = va & !(PAGE_SIZE - 1);
+        let frame = self.pages.get(&page).ok_or(MapError::NotMapped(VirtAddr::new(page)))?;
+        let n = out.len().min(PAGE_SIZE as usize);
+        // SAFETY: the frame belongs to this space and is a whole page long.
+        unsafe {
+            let src = phys_to_virt(frame.start_address()).as_ptr::<u8>();
+            core::ptr::copy_nonoverlapping(src, out.as_mut_ptr(), n);
+        }
+        Ok(())
+    }
+
     pub fn is_mapped(&self, va: u64) -> bool {
         self.pages.contains_key(&(va & !(PAGE_SIZE - 1)))
     }
@@ -123,6 +136,21 @@ impl AddressSpace {
 
     pub fn is_active(&self) -> bool {
         self.root.is_active()
+    }
+}
+
+/// The clock reads the hardware's bits of a process's pages through its space.
+impl crate::vm::clock::PageBits for AddressSpace {
+    fn take_accessed(&mut self, va: u64) -> bool {
+        AddressSpace::take_accessed(self, va).unwrap_or(false)
+    }
+
+    fn accessed(&self, va: u64) -> bool {
+        self.page_info(va).is_some_and(|i| i.accessed)
+    }
+
+    fn dirty(&self, va: u64) -> bool {
+        self.page_info(va).is_some_and(|i| i.dirty)
     }
 }
 

@@ -40,6 +40,8 @@ pub use process::{
     spawn_init, unmap_memory, wait,
 };
 #[cfg(target_os = "none")]
+pub use process::{PageState, vm_limit, vm_mark, vm_snapshot, vm_stats, with_resident_page};
+#[cfg(target_os = "none")]
 pub use sched::{current, current_pid, idle, on_tick, schedule, sleep_ms, yield_now};
 #[cfg(target_os = "none")]
 pub use table::{Blocked, MAX_PROCESSES, MAX_THREADS, Wake};

@@ -12,11 +12,19 @@ use super::table::{Blocked, MAX_PROCESSES, Process, Tasks, Wake, tasks};
 use crate::arch::{self, trap::TrapFrame};
 use crate::fs::ramdisk;
 use crate::memory::PAGE_SIZE;
+use crate::cpu;
+use crate::graft::points::{self, VictimCandidate};
+use crate::graft::runtime::Outcome;
 use crate::memory::space::{AddressSpace, UserRights};
+use crate::vm::slots::Slot;
+use crate::vm::swap::{self, SwapError};
 
 /// Top of the initial user stack, and its size.
 pub const USER_STACK_TOP: u64 = 0x0000_7fff_ff00_0000;
 const USER_STACK_SIZE: u64 = 256 * 1024;
+/// The top of the stack mapped at spawn (the arguments are written there); the rest is backed
+/// on first touch.
+const USER_STACK_EAGER: u64 = 4 * PAGE_SIZE;
 /// Where `map` places memory.
 const MAP_BASE: u64 = 0x0000_2000_0000_0000;
 const MAP_END: u64 = 0x0000_7000_0000_0000;
@@ -50,8 +58,13 @@ pub fn spawn(path: &str, args: &[&str], parent: Option<ProcessId>) -> Result<Pro
             _ => Error::NotExecutable,
         }
     })?;
+    // The stack is backed on first touch, but for its top pages, where the arguments go.
     let rw = UserRights { write: true, exec: false };
-    let mut page = USER_STACK_TOP - USER_STACK_SIZE;
+    let eager_from = USER_STACK_TOP - USER_STACK_EAGER;
+    let mut lazy = Vec::new();
+    lazy.try_reserve(1).map_err(|_| Error::NoMemory)?;
+    lazy.push((USER_STACK_TOP - USER_STACK_SIZE, eager_from));
+    let mut page = eager_from;
     while page < USER_STACK_TOP {
         space.map_page(page, rw).map_err(|_| Error::NoMemory)?;
         page += PAGE_SIZE;
@@ -70,7 +83,7 @@ pub fn spawn(path: &str, args: &[&str], parent: Option<ProcessId>) -> Result<Pro
         t.next_pid = t.next_pid.checked_add(1).ok_or(Error::TooMany)?;
         t.procs.insert(
             pid,
-            Process { parent, name, space: Some(space), threads: Vec::new(), exit_code: None, next_map: MAP_BASE, lazy: Vec::new() },
+            Process { parent, name, space: Some(space), threads: Vec::new(), exit_code: None, next_map: MAP_BASE, lazy, vm: crate::vm::ProcessVm::new() },
         );
         if let Err(e) = t.new_thread(pid, &frame) {
             t.procs.remove(&pid);
@@ -91,7 +104,7 @@ pub fn spawn_init(path: &str, args: &[&str]) -> Result<ProcessId, Error> {
 /// stack pointer (16-byte aligned) and the array's address.
 fn push_args(space: &AddressSpace, top: u64, args: &[&str]) -> Result<(u64, u64), Error> {
     let total: u64 = args.iter().map(|a| a.len() as u64 + 16).sum();
-    if total + 32 > USER_STACK_SIZE / 2 {
+    if total + 32 > USER_STACK_EAGER / 2 {
         return Err(Error::InvalidArgument);
     }
     let mut sp = top;
@@ -203,6 +216,8 @@ pub(super) fn end_process(pid: ProcessId, code: i32) {
             log::debug!("process {} ({}) exited with {code}", pid.0, p.name);
             space = p.space.take();
             p.lazy = Vec::new();
+            // Its swap slots, those of pages in flight too (their threads are gone).
+            p.vm.release_all(swap::free_slot);
         }
         if let Some(space) = space {
             t.dead_spaces.push(space);
@@ -276,6 +291,7 @@ pub fn unmap_memory(addr: u64, len: u64) -> Result<(), Error> {
             p.lazy.push((end, e));
         }
     }
+    p.vm.forget_range(addr, end, swap::free_slot);
     let space = p.space.as_mut().ok_or(Error::NoSuchProcess)?;
     let mut page = addr;
     while page < end {
@@ -290,53 +306,289 @@ pub fn unmap_memory(addr: u64, len: u64) -> Result<(), Error> {
 enum FaultError {
     /// Not inside memory the process was given.
     Unmapped,
-    /// No frame left for the page (beyond the kernel's reserve).
+    /// No frame left for the page (beyond the kernel's reserve) and none of the process's own
+    /// to give back.
     NoMemory,
+    /// A dirty page had to go to swap and could not.
+    Swap(SwapError),
+}
+
+impl core::fmt::Display for FaultError {
+    fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+        match self {
+            FaultError::Unmapped => write!(f, "page fault"),
+            FaultError::NoMemory => write!(f, "out of memory backing a page"),
+            FaultError::Swap(e) => write!(f, "{e} while backing a page"),
+        }
+    }
 }
 
 /// A kernel access to user memory (a system call's copy) faulted at `addr`: backs the page if
 /// it is memory the process was given, so the copy can go on; false otherwise (the copy's
-/// fix-up then reports a bad address). Never waits for the task tables: if they are held, the
+/// fix-up then reports a bad address). This may sleep on the swap disk, like a user fault: a
+/// system call copies user memory with no spin lock held. If the task tables are held, the
 /// fault cannot be one this resolves.
 pub fn resolve_kernel_fault(addr: u64) -> bool {
     if !(sysabi::USER_START..sysabi::USER_END).contains(&addr) {
         return false;
     }
-    match super::table::TASKS.try_lock() {
-        Some(mut t) => resolve_fault_in(&mut t, addr).is_ok(),
-        None => false,
+    if super::table::TASKS.is_locked() {
+        log::debug!("system call's copy at {addr:#x}: the task tables are held");
+        return false;
+    }
+    match resolve_fault(addr) {
+        Ok(()) => true,
+        Err(e) => {
+            log::debug!("system call's copy at {addr:#x}: {e}");
+            false
+        }
     }
 }
 
-/// Backs the page at `addr` of the current process if it lies in memory `map` gave it.
-fn resolve_fault_in(t: &mut Tasks, addr: u64) -> Result<(), FaultError> {
+/// What the fault path does next, decided with the task tables held and done without them.
+enum Step {
+    Done,
+    /// The page's I/O is in flight (another thread of the process): wait, then look again.
+    Wait,
+    /// The resident set is full: choose a victim among the clock's window (a graft may).
+    Choose(Vec<VictimCandidate>),
+    /// A dirty victim's bytes, to be written to its slot before the eviction is complete.
+    WriteOut { va: u64, slot: Slot, bytes: Vec<u8> },
+    /// The page is in swap: read it in.
+    ReadIn { slot: Slot },
+}
+
+/// A choice `vm.pick_victim` (or the default) made among a window, to be re-checked.
+struct Choice {
+    cands: Vec<VictimCandidate>,
+    index: usize,
+}
+
+fn in_lazy(p: &Process, page: u64) -> bool {
+    p.lazy.iter().any(|&(s, e)| (s..e).contains(&page))
+}
+
+/// Whether the system is short of frames: faults then give back a page of their own first.
+fn memory_low() -> bool {
+    !user_frames_available(crate::vm::LOW_WATER_FRAMES)
+}
+
+/// Backs the page at `addr` of the current process: zero-filled on first touch, read back from
+/// swap if it was evicted, after evicting a page of the same process when it is at its limit
+/// (or memory is low). Sleeps on the swap disk with no lock held; each step re-checks the
+/// tables as they are when it re-takes them.
+fn resolve_fault(addr: u64) -> Result<(), FaultError> {
     let page = addr & !(PAGE_SIZE - 1);
-    let pid = t.current_pid().ok_or(FaultError::Unmapped)?;
+    let pid = arch::without_interrupts(|| tasks().current_pid()).ok_or(FaultError::Unmapped)?;
+    let mut choice: Option<Choice> = None;
+    let mut counted = false;
+    loop {
+        let step = arch::without_interrupts(|| plan(&mut tasks(), pid, page, choice.take(), &mut counted))?;
+        match step {
+            Step::Done => return Ok(()),
+            Step::Wait => super::sleep_ms(1),
+            Step::Choose(cands) => {
+                let (index, outcome) = cpu::with_txn(|txn| match txn {
+                    Some(txn) => points::vm_pick_victim(pid, txn, &cands),
+                    None => (points::default_victim(&cands), Outcome::Default),
+                });
+                arch::without_interrupts(|| {
+                    if let Some(p) = tasks().procs.get_mut(&pid) {
+                        match outcome {
+                            Outcome::Committed => p.vm.counters.graft_choices += 1,
+                            Outcome::Aborted(_) => p.vm.counters.graft_aborts += 1,
+                            Outcome::Default => {}
+                        }
+                    }
+                });
+                choice = Some(Choice { cands, index });
+            }
+            Step::WriteOut { va, slot, bytes } => {
+                let written = swap::write_page(slot, bytes);
+                arch::without_interrupts(|| finish_write(&mut tasks(), pid, va, slot, written))?;
+            }
+            Step::ReadIn { slot } => {
+                let read = swap::read_page(slot);
+                arch::without_interrupts(|| finish_read(&mut tasks(), pid, page, slot, read))?;
+            }
+        }
+    }
+}
+
+/// The next step of resolving a fault on `page` of process `pid`. Evicts clean pages on the
+/// spot; a dirty one leaves in transit (`WriteOut`).
+fn plan(t: &mut Tasks, pid: ProcessId, page: u64, mut choice: Option<Choice>, counted: &mut bool) -> Result<Step, FaultError> {
     let p = t.procs.get_mut(&pid).ok_or(FaultError::Unmapped)?;
-    if !p.lazy.iter().any(|&(s, e)| (s..e).contains(&page)) {
+    if !in_lazy(p, page) {
         return Err(FaultError::Unmapped);
+    }
+    let Process { space, vm, .. } = p;
+    let space = space.as_mut().ok_or(FaultError::Unmapped)?;
+    if space.is_mapped(page) {
+        // Another thread of the process backed it first.
+        return Ok(Step::Done);
+    }
+    if vm.in_transit(page) {
+        return Ok(Step::Wait);
+    }
+    if !*counted {
+        *counted = true;
+        vm.counters.faults += 1;
+    }
+    // Room first: the process's own pages go while it is at its limit or memory is low.
+    while vm.clock.len() as u64 >= vm.limit || (memory_low() && !vm.clock.is_empty()) {
+        let victim = match choice.take() {
+            // The choice made without the lock, if its page is still resident; else the
+            // default's among those still resident; else a new window.
+            Some(c) => {
+                let alive = |v: &VictimCandidate| vm.clock.contains(v.vaddr) && !vm.in_transit(v.vaddr);
+                match c.cands.get(c.index).filter(|v| alive(v)) {
+                    Some(v) => Some(v.vaddr),
+                    None => {
+                        let mut left = c.cands;
+                        left.retain(alive);
+                        (!left.is_empty()).then(|| left[points::default_victim(&left)].vaddr)
+                    }
+                }
+            }
+            None => None,
+        };
+        let victim = match victim {
+            Some(v) => v,
+            None => {
+                let window = vm.clock.window(space, crate::vm::WINDOW);
+                let mut cands: Vec<VictimCandidate> = Vec::new();
+                cands.try_reserve_exact(window.len()).map_err(|_| FaultError::NoMemory)?;
+                cands.extend(window
+                    .iter()
+                    .map(|w| VictimCandidate {
+                        vaddr: w.va,
+                        flags: u32::from(w.referenced) * points::VICTIM_REFERENCED
+                            | u32::from(w.dirty) * points::VICTIM_DIRTY
+                            | u32::from(vm.is_marked(w.va)) * points::VICTIM_MARKED,
+                        age: w.age.min(u64::from(u32::MAX)) as u32,
+                    }));
+                if cands.is_empty() {
+                    return Err(FaultError::NoMemory);
+                }
+                if points::vm_grafted(pid) {
+                    return Ok(Step::Choose(cands));
+                }
+                cands[points::default_victim(&cands)].vaddr
+            }
+        };
+        // Evict `victim`: a dirty page goes to swap first (a clean one with a copy in swap, or
+        // never written since it was zero-filled, is simply dropped).
+        let dirty = space.page_info(victim).is_some_and(|i| i.dirty);
+        vm.counters.evictions += 1;
+        if !dirty {
+            vm.clock.remove(victim);
+            space.unmap_page(victim);
+            continue;
+        }
+        let slot = match vm.swapped.get(victim) {
+            Some(s) => s,
+            None => swap::alloc_slot().map_err(FaultError::Swap)?,
+        };
+        let mut bytes = Vec::new();
+        let copied = bytes.try_reserve_exact(PAGE_SIZE as usize).is_ok() && {
+            bytes.resize(PAGE_SIZE as usize, 0);
+            space.read_page(victim, &mut bytes).is_ok()
+        };
+        if !copied {
+            if !vm.swapped.contains(victim) {
+                swap::free_slot(slot);
+            }
+            return Err(FaultError::NoMemory);
+        }
+        if vm.transit.try_insert(victim, slot).is_err() {
+            if !vm.swapped.contains(victim) {
+                swap::free_slot(slot);
+            }
+            return Err(FaultError::NoMemory);
+        }
+        vm.clock.remove(victim);
+        space.unmap_page(victim);
+        vm.swapped.remove(victim);
+        vm.counters.swap_outs += 1;
+        return Ok(Step::WriteOut { va: victim, slot, bytes });
+    }
+    if let Some(slot) = vm.swapped.get(page) {
+        vm.transit.try_insert(page, slot).map_err(|_| FaultError::NoMemory)?;
+        return Ok(Step::ReadIn { slot });
     }
     if !user_frames_available(1) {
         return Err(FaultError::NoMemory);
     }
-    let space = p.space.as_mut().ok_or(FaultError::Unmapped)?;
-    if space.is_mapped(page) {
-        // Another thread of the process backed it first.
+    vm.clock.try_reserve().map_err(|_| FaultError::NoMemory)?;
+    space.map_page(page, UserRights { write: true, exec: false }).map_err(|_| FaultError::NoMemory)?;
+    vm.clock.insert(page);
+    vm.counters.zero_fills += 1;
+    Ok(Step::Done)
+}
+
+/// A dirty page's write to swap ended: its slot now holds it (or, if the page was unmapped
+/// meanwhile, the slot goes back; if the process ended, its end freed the slot).
+fn finish_write(t: &mut Tasks, pid: ProcessId, va: u64, slot: Slot, written: Result<(), SwapError>) -> Result<(), FaultError> {
+    let Some(p) = t.procs.get_mut(&pid).filter(|p| p.space.is_some()) else { return Ok(()) };
+    if p.vm.transit.remove(va).is_none() {
+        swap::free_slot(slot);
         return Ok(());
     }
-    space.map_page(page, UserRights { write: true, exec: false }).map(|_| ()).map_err(|_| FaultError::NoMemory)
+    match written {
+        Ok(()) => {
+            if p.vm.swapped.try_insert(va, slot).is_err() {
+                // The page's only copy is in a slot nothing can find.
+                swap::free_slot(slot);
+                return Err(FaultError::NoMemory);
+            }
+            Ok(())
+        }
+        Err(e) => {
+            // The page's only copy was the one that failed to reach the disk.
+            swap::free_slot(slot);
+            Err(FaultError::Swap(e))
+        }
+    }
+}
+
+/// A page's read from swap ended: it is mapped again, clean, its slot still holding its copy.
+fn finish_read(t: &mut Tasks, pid: ProcessId, page: u64, slot: Slot, read: Result<Vec<u8>, SwapError>) -> Result<(), FaultError> {
+    let p = t.procs.get_mut(&pid).ok_or(FaultError::Unmapped)?;
+    if p.vm.transit.remove(page).is_none() {
+        // Unmapped meanwhile: the next step finds out.
+        return Ok(());
+    }
+    let bytes = read.map_err(FaultError::Swap)?;
+    let Process { space, vm, .. } = p;
+    let space = space.as_mut().ok_or(FaultError::Unmapped)?;
+    if !user_frames_available(1) {
+        return Err(FaultError::NoMemory);
+    }
+    vm.clock.try_reserve().map_err(|_| FaultError::NoMemory)?;
+    space.map_page(page, UserRights { write: true, exec: false }).map_err(|_| FaultError::NoMemory)?;
+    if space.write(page, &bytes).is_err() {
+        return Err(FaultError::NoMemory);
+    }
+    vm.clock.insert(page);
+    debug_assert_eq!(vm.swapped.get(page), Some(slot));
+    vm.counters.swap_ins += 1;
+    if vm.is_marked(page) {
+        vm.counters.marked_swap_ins += 1;
+    }
+    Ok(())
 }
 
 /// The user-fault handler (registered with `arch`): runs on the faulting thread's kernel stack,
-/// so it may block. A fault on memory the process was given backs it and resumes the thread;
-/// anything else ends the process.
+/// so it may block. A fault on memory the process was given backs it (from swap if it was
+/// evicted) and resumes the thread; anything else ends the process.
 pub fn on_user_fault(frame: &mut TrapFrame, fault: arch::UserFault) {
     match fault {
-        arch::UserFault::Page { addr, present: false, fetch: false, .. } => match resolve_fault_in(&mut tasks(), addr) {
-            Ok(()) => {}
-            Err(FaultError::NoMemory) => kill_for_fault(frame, "out of memory backing a page", Some(addr)),
-            Err(FaultError::Unmapped) => kill_for_fault(frame, "page fault", Some(addr)),
-        },
+        arch::UserFault::Page { addr, present: false, fetch: false, .. } => {
+            if let Err(e) = resolve_fault(addr) {
+                kill_for_fault(frame, &alloc::format!("{e}"), Some(addr));
+            }
+        }
         arch::UserFault::Page { addr, .. } => kill_for_fault(frame, "page fault", Some(addr)),
         arch::UserFault::Exception { name, .. } => kill_for_fault(frame, name, None),
     }
@@ -358,4 +610,116 @@ fn kill_for_fault(frame: &TrapFrame, what: &str, addr: Option<u64>) -> ! {
     end_process(pid, 128 + 11);
     schedule();
     unreachable!("a killed process was scheduled");
+}
+
+/// Sets the calling process's resident-set limit (`pages`, 0 keeps it) and returns the previous
+/// one with its paging counters. A lower limit takes effect at the next faults, which evict
+/// until the process is under it.
+pub fn vm_limit(pages: u64) -> Result<(u64, sysabi::VmStats), Error> {
+    arch::without_interrupts(|| {
+        let mut t = tasks();
+        let pid = t.current_pid().ok_or(Error::NoSuchProcess)?;
+        let p = t.procs.get_mut(&pid).ok_or(Error::NoSuchProcess)?;
+        let old = p.vm.set_limit(pages).map_err(|_| Error::InvalidArgument)?;
+        Ok((old, vm_stats_of(p)))
+    })
+}
+
+fn vm_stats_of(p: &Process) -> sysabi::VmStats {
+    let c = &p.vm.counters;
+    let (slots_in_use, slots) = swap::slots_in_use();
+    sysabi::VmStats {
+        limit: p.vm.limit,
+        ceiling: crate::vm::RESIDENT_CEILING,
+        resident: p.vm.clock.len() as u64,
+        frames: p.space.as_ref().map_or(0, |s| s.page_count() as u64),
+        faults: c.faults,
+        zero_fills: c.zero_fills,
+        swap_ins: c.swap_ins,
+        marked_swap_ins: c.marked_swap_ins,
+        evictions: c.evictions,
+        swap_outs: c.swap_outs,
+        graft_choices: c.graft_choices,
+        graft_aborts: c.graft_aborts,
+        swap_slots: p.vm.slot_count() as u64,
+        system_swap_slots: u64::from(slots_in_use),
+        system_swap_capacity: u64::from(slots),
+        free_frames: crate::memory::frame_stats().free(),
+    }
+}
+
+/// Process `pid`'s paging counters (for the kernel's tests and statistics).
+pub fn vm_stats(pid: ProcessId) -> Option<sysabi::VmStats> {
+    arch::without_interrupts(|| tasks().procs.get(&pid).map(vm_stats_of))
+}
+
+/// Marks (`on`) or unmarks the calling process's pages in `[addr, addr + len)`.
+pub fn vm_mark(addr: u64, len: u64, on: bool) -> Result<(), Error> {
+    if addr % PAGE_SIZE != 0 || len == 0 || !(sysabi::USER_START..sysabi::USER_END).contains(&addr) || len > sysabi::USER_END - addr {
+        return Err(Error::InvalidArgument);
+    }
+    let end = addr + len.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+    arch::without_interrupts(|| {
+        let mut t = tasks();
+        let pid = t.current_pid().ok_or(Error::NoSuchProcess)?;
+        let p = t.procs.get_mut(&pid).ok_or(Error::NoSuchProcess)?;
+        p.vm.mark(addr, end, on).map_err(|e| match e {
+            crate::vm::VmError::NoMemory => Error::NoMemory,
+            _ => Error::TooMany,
+        })
+    })
+}
+
+/// One page of process `pid` as the VM sees it: resident (referenced, active), swapped, or in
+/// transit. What a graft's callables may change, compared before and after an abort.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageState {
+    pub va: u64,
+    pub resident: bool,
+    pub referenced: bool,
+    pub active: bool,
+    pub slot: Option<u32>,
+}
+
+/// Every pageable page of `pid` the VM knows, by address (sorted), with the clock's hand and
+/// step count: equal before and after a call means the call left no trace on paging state.
+pub fn vm_snapshot(pid: ProcessId) -> Option<(Vec<PageState>, u64)> {
+    arch::without_interrupts(|| {
+        let mut t = tasks();
+        let p = t.procs.get_mut(&pid)?;
+        let Process { space, vm, .. } = p;
+        let space = space.as_mut()?;
+        let mut out = Vec::new();
+        for page in vm.clock.pages() {
+            // Fold what the hardware saw into the software bit the clock would see (without
+            // clearing it): the state a callable's undo must restore.
+            let hw = space.page_info(page.va).is_some_and(|i| i.accessed);
+            out.push(PageState {
+                va: page.va,
+                resident: true,
+                referenced: page.referenced || hw,
+                active: page.active,
+                slot: vm.swapped.get(page.va).map(|s| s.0),
+            });
+        }
+        for (va, s) in vm.swapped.iter() {
+            if !vm.clock.contains(va) {
+                out.push(PageState { va, resident: false, referenced: false, active: false, slot: Some(s.0) });
+            }
+        }
+        out.sort_by_key(|s| s.va);
+        Some((out, vm.clock.steps()))
+    })
+}
+
+/// Runs `f` on the resident page `va` of process `owner` (a graft's callable: the page must be
+/// the installer's). `None` if the page is not resident in that process or the tables are
+/// busy (a callable never waits for them).
+pub fn with_resident_page<R>(owner: ProcessId, va: u64, f: impl FnOnce(&mut crate::vm::clock::ClockPage, &mut AddressSpace) -> R) -> Option<R> {
+    let mut t = super::table::TASKS.try_lock()?;
+    let p = t.procs.get_mut(&owner)?;
+    let Process { space, vm, .. } = p;
+    let space = space.as_mut()?;
+    let page = vm.clock.get_mut(va)?;
+    Some(f(page, space))
 }

@@ -127,6 +127,8 @@ pub(super) struct Process {
     /// Ranges `[start, end)` that `map` gave the process: backed page by page on first touch
     /// (demand-zero), by the user-fault handler.
     pub lazy: Vec<(u64, u64)>,
+    /// The pageable pages of `lazy`: resident set, clock, swap slots, limit, counters.
+    pub vm: crate::vm::ProcessVm,
 }
 
 pub(super) struct Tasks {

@@ -1,0 +1,299 @@
+//! Virtual memory policy: each process's resident set under the two-handed clock, its pages on
+//! the swap disk, and the counters the `vm_limit` call reports. The fault and eviction path that
+//! uses them (it needs the task tables) is `task::process`; this module owns the state and the
+//! policy, and the swap disk's slots and I/O.
+//!
+//! | module | owns |
+//! |---|---|
+//! | `clock` | the two-handed clock over one process's resident pages (host-tested) |
+//! | `slots` | the swap disk's slot bitmap (host-tested) |
+//! | `swap` | the swap disk (`vdb`): the global slot map, page reads and writes (kernel only) |
+//!
+//! A pageable page of a process is in exactly one of these states: not yet touched (neither
+//! resident nor in swap: the next fault zero-fills it), resident (in the clock; with a slot in
+//! `swapped` too when swap holds a clean copy of it), in transit (`transit`: being written out
+//! or read in, the faulting thread sleeping on the disk with no lock held), or swapped out (in
+//! `swapped` only).
+use alloc::vec::Vec;
+
+pub mod clock;
+pub mod slots;
+#[cfg(target_os = "none")]
+pub mod swap;
+
+use clock::Clock;
+use slots::Slot;
+
+/// Most candidates the clock proposes to `vm.pick_victim` per eviction.
+pub const WINDOW: usize = 24;
+/// The system-wide ceiling on a process's resident-set limit, in pages (the default limit).
+pub const RESIDENT_CEILING: u64 = 8192;
+/// The lowest limit a process may set: below it a single instruction touching a few pages
+/// (code, stack, two operands) could fault forever.
+pub const RESIDENT_FLOOR: u64 = 16;
+/// Free frames (beyond the kernel's reserve) under which a fault first gives back one of its
+/// own process's pages before taking a new frame: memory pressure is paid by the process that
+/// asks for more, never by another process.
+pub const LOW_WATER_FRAMES: u64 = 256;
+
+/// Pages to their swap slots, as a sorted vector: insertion reports a failed allocation
+/// (the fault path must not panic when the heap is short, nor when a test makes it fail).
+#[derive(Debug, Default)]
+pub struct SlotTable {
+    entries: Vec<(u64, Slot)>,
+}
+
+impl SlotTable {
+    pub const fn new() -> SlotTable {
+        SlotTable { entries: Vec::new() }
+    }
+
+    fn find(&self, va: u64) -> Result<usize, usize> {
+        self.entries.binary_search_by_key(&va, |e| e.0)
+    }
+
+    pub fn get(&self, va: u64) -> Option<Slot> {
+        self.find(va).ok().map(|i| self.entries[i].1)
+    }
+
+    pub fn contains(&self, va: u64) -> bool {
+        self.find(va).is_ok()
+    }
+
+    /// Records `va`'s slot (replacing any); `Err` if there is no memory for the entry.
+    pub fn try_insert(&mut self, va: u64, slot: Slot) -> Result<(), VmError> {
+        match self.find(va) {
+            Ok(i) => self.entries[i].1 = slot,
+            Err(i) => {
+                self.entries.try_reserve(1).map_err(|_| VmError::NoMemory)?;
+                self.entries.insert(i, (va, slot));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn remove(&mut self, va: u64) -> Option<Slot> {
+        self.find(va).ok().map(|i| self.entries.remove(i).1)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (u64, Slot)> + '_ {
+        self.entries.iter().copied()
+    }
+
+    /// Keeps the entries `keep` accepts.
+    pub fn retain(&mut self, mut keep: impl FnMut(u64, Slot) -> bool) {
+        self.entries.retain(|&(va, s)| keep(va, s));
+    }
+}
+
+/// Paging counters of one process (what `vm_limit` reports).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VmCounters {
+    pub faults: u64,
+    pub zero_fills: u64,
+    pub swap_ins: u64,
+    pub marked_swap_ins: u64,
+    pub evictions: u64,
+    pub swap_outs: u64,
+    pub graft_choices: u64,
+    pub graft_aborts: u64,
+}
+
+/// A process's pageable memory: what is resident, what swap holds, what is in flight.
+#[derive(Debug)]
+pub struct ProcessVm {
+    pub clock: Clock,
+    /// Pages with a copy on the swap disk: swapped out, or resident and clean since read in.
+    pub swapped: SlotTable,
+    /// Pages whose I/O is in flight, with the slot it uses.
+    pub transit: SlotTable,
+    /// Resident pageable pages allowed.
+    pub limit: u64,
+    /// Ranges `[start, end)` the process marked (`vm.pick_victim` sees flag bit 2).
+    pub marked: Vec<(u64, u64)>,
+    pub counters: VmCounters,
+}
+
+impl Default for ProcessVm {
+    fn default() -> Self {
+        ProcessVm::new()
+    }
+}
+
+/// Why a mark or a limit was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VmError {
+    /// Outside the floor and ceiling.
+    BadLimit,
+    /// Too many marked ranges.
+    TooManyMarks,
+    NoMemory,
+}
+
+/// Marked ranges a process may have.
+pub const MAX_MARKS: usize = 16;
+
+impl ProcessVm {
+    pub const fn new() -> ProcessVm {
+        ProcessVm {
+            clock: Clock::new(),
+            swapped: SlotTable::new(),
+            transit: SlotTable::new(),
+            limit: RESIDENT_CEILING,
+            marked: Vec::new(),
+            counters: VmCounters {
+                faults: 0,
+                zero_fills: 0,
+                swap_ins: 0,
+                marked_swap_ins: 0,
+                evictions: 0,
+                swap_outs: 0,
+                graft_choices: 0,
+                graft_aborts: 0,
+            },
+        }
+    }
+
+    pub fn is_marked(&self, va: u64) -> bool {
+        self.marked.iter().any(|&(s, e)| (s..e).contains(&va))
+    }
+
+    /// Sets the limit (0 keeps it); returns the previous one.
+    pub fn set_limit(&mut self, pages: u64) -> Result<u64, VmError> {
+        let old = self.limit;
+        if pages != 0 {
+            if !(RESIDENT_FLOOR..=RESIDENT_CEILING).contains(&pages) {
+                return Err(VmError::BadLimit);
+            }
+            self.limit = pages;
+        }
+        Ok(old)
+    }
+
+    /// Marks (`on`) or unmarks `[start, end)` (page-aligned).
+    pub fn mark(&mut self, start: u64, end: u64, on: bool) -> Result<(), VmError> {
+        // The ranges minus [start, end), then the range itself if marking.
+        let mut out: Vec<(u64, u64)> = Vec::new();
+        out.try_reserve(self.marked.len() + 2).map_err(|_| VmError::NoMemory)?;
+        for &(s, e) in &self.marked {
+            if e <= start || s >= end {
+                out.push((s, e));
+                continue;
+            }
+            if s < start {
+                out.push((s, start));
+            }
+            if e > end {
+                out.push((end, e));
+            }
+        }
+        if on {
+            out.push((start, end));
+        }
+        if out.len() > MAX_MARKS {
+            return Err(VmError::TooManyMarks);
+        }
+        self.marked = out;
+        Ok(())
+    }
+
+    /// Whether the page must be waited for (its I/O is in flight).
+    pub fn in_transit(&self, va: u64) -> bool {
+        self.transit.contains(va)
+    }
+
+    /// Forgets the pages of `[start, end)` (unmapped): out of the clock, their swap slots
+    /// handed to `free` (a page in transit loses its entry; its I/O's completion frees the
+    /// slot). Allocates nothing.
+    pub fn forget_range(&mut self, start: u64, end: u64, mut free: impl FnMut(Slot)) {
+        let inside = |va: u64| (start..end).contains(&va);
+        self.clock.retain(|va| !inside(va));
+        let transit = &self.transit;
+        self.swapped.retain(|va, slot| {
+            if !inside(va) {
+                return true;
+            }
+            if !transit.contains(va) {
+                free(slot);
+            }
+            false
+        });
+        self.transit.retain(|va, _| !inside(va));
+    }
+
+    /// Gives every slot the process holds to `free` (at its end): those of pages in transit
+    /// too, whose completions will never run (the process's threads are gone).
+    pub fn release_all(&mut self, mut free: impl FnMut(Slot)) {
+        let swapped = core::mem::take(&mut self.swapped);
+        for (_, slot) in swapped.iter() {
+            free(slot);
+        }
+        for (va, slot) in core::mem::take(&mut self.transit).iter() {
+            if swapped.get(va) != Some(slot) {
+                free(slot);
+            }
+        }
+        self.clock = Clock::new();
+    }
+
+    /// Slots held now.
+    pub fn slot_count(&self) -> usize {
+        self.swapped.len() + self.transit.iter().filter(|&(va, s)| self.swapped.get(va) != Some(s)).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_stay_between_floor_and_ceiling() {
+        let mut vm = ProcessVm::new();
+        assert_eq!(vm.set_limit(0), Ok(RESIDENT_CEILING));
+        assert_eq!(vm.set_limit(RESIDENT_FLOOR - 1), Err(VmError::BadLimit));
+        assert_eq!(vm.set_limit(RESIDENT_CEILING + 1), Err(VmError::BadLimit));
+        assert_eq!(vm.set_limit(64), Ok(RESIDENT_CEILING));
+        assert_eq!(vm.limit, 64);
+    }
+
+    #[test]
+    fn marks_split_and_merge_by_range() {
+        let mut vm = ProcessVm::new();
+        vm.mark(0x1000, 0x9000, true).unwrap();
+        vm.mark(0x3000, 0x4000, false).unwrap();
+        assert!(vm.is_marked(0x2000) && !vm.is_marked(0x3000) && vm.is_marked(0x4000) && !vm.is_marked(0x9000));
+        for i in 0..MAX_MARKS as u64 {
+            let _ = vm.mark(0x100000 + i * 0x2000, 0x101000 + i * 0x2000, true);
+        }
+        assert_eq!(vm.mark(0x900000, 0x901000, true), Err(VmError::TooManyMarks));
+    }
+
+    #[test]
+    fn forgetting_a_range_gives_back_its_slots_once() {
+        let mut vm = ProcessVm::new();
+        vm.clock.insert(0x1000);
+        vm.clock.insert(0x2000);
+        vm.swapped.try_insert(0x2000, Slot(4)).unwrap();
+        vm.swapped.try_insert(0x3000, Slot(5)).unwrap();
+        vm.transit.try_insert(0x4000, Slot(6)).unwrap();
+        vm.swapped.try_insert(0x9000, Slot(9)).unwrap();
+        let mut freed = Vec::new();
+        vm.forget_range(0x1000, 0x5000, |s| freed.push(s));
+        assert_eq!(freed, [Slot(4), Slot(5)]);
+        assert!(vm.clock.is_empty() && vm.transit.is_empty());
+        assert_eq!(vm.slot_count(), 1);
+        vm.transit.try_insert(0x8000, Slot(7)).unwrap();
+        let mut all = Vec::new();
+        vm.release_all(|s| all.push(s));
+        all.sort();
+        assert_eq!(all, [Slot(7), Slot(9)]);
+    }
+}
