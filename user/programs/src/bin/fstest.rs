@@ -353,7 +353,7 @@ fn mkdir_readdir(dir: &str) -> TestResult {
 }
 
 fn readdir_many(dir: &str) -> TestResult {
-    // 120 entries of 56 bytes each: more than the 4 KiB first buffer of `read_dir`, which must
+    // 120 entries of 48 bytes each: more than the 4 KiB first buffer of `read_dir`, which must
     // grow it on BufferTooSmall.
     const N: usize = 120;
     let name = |i: usize| format!("file-with-a-rather-long-name-{i:03}");
