@@ -6,6 +6,7 @@
 #                       tests of user space, all in QEMU
 #   ./run.sh shell      boot to the interactive shell on this terminal (Ctrl-A X quits QEMU)
 #   ./run.sh bench      the overhead table, measured in the guest under -icount (instructions)
+#   ./run.sh gdb        boot the shell with QEMU's gdb stub waiting; prints the gdb command
 #   ./run.sh setup      only install what is missing (toolchain, QEMU)
 #   ./run.sh build      only build the host tools, user programs, grafts and disk images
 #
@@ -149,6 +150,18 @@ build_fs_image() {
   PATH=$PATH:/sbin:/usr/sbin mke2fs -q -t ext2 -b 1024 -d "$root" -F "$BUILD/fs.img"
 }
 
+# A damaged copy of the file system for the in-kernel tests (vda of the test build): /bad's
+# directory block overwritten (a bad rec_len) and an indirect pointer of /data/ra3.bin past
+# the disk. The kernel must answer named errors and keep running.
+make_corrupt_image() {
+  local img=$BUILD/corrupt.img dbg="env PATH=$PATH:/sbin:/usr/sbin debugfs -w"
+  cp "$BUILD/fs.img" "$img"
+  $dbg -R "mkdir /bad" "$img" >/dev/null 2>&1
+  $dbg -R "write $BUILD/fsroot/data/README /bad/readme" "$img" >/dev/null 2>&1
+  $dbg -R "zap_block -f /bad -o 4 -l 2 -p 255 0" "$img" >/dev/null 2>&1
+  $dbg -R "sif /data/ra3.bin block[IND] 99999999" "$img" >/dev/null 2>&1
+}
+
 # The swap disk (vdb): raw, zeroed, fresh per boot.
 SWAP_SIZE=64M
 build_swap_image() {
@@ -226,7 +239,9 @@ cmd_test() {
   mapfile -t args < <(qemu_args 300)
   local kernel=0 e2e=0
   make_scratch_disk
-  "$BOOT" run "$BUILD/kern-test.img" "${args[@]}" --tests --disk "$BUILD/scratch.img" --cmdline "${CMDLINE:-}" > "$BUILD/ktest.log" 2>&1 || kernel=1
+  build_fs_image
+  make_corrupt_image
+  "$BOOT" run "$BUILD/kern-test.img" "${args[@]}" --tests --disk "$BUILD/corrupt.img" --disk "$BUILD/scratch.img" --cmdline "${CMDLINE:-}" > "$BUILD/ktest.log" 2>&1 || kernel=1
   grep -v '^kernel: ' "$BUILD/ktest.log" || true
   say "host-side checks of what the guest left on its disks"
   local disks=0
@@ -271,13 +286,21 @@ cmd_bench() {
   "$BOOT" run "$BUILD/kern-bench.img" --timeout "${TIMEOUT:-600}" --icount --cmdline "log=warn ${CMDLINE:-}"
 }
 
+cmd_gdb() {
+  cmd_build
+  say "QEMU waits for gdb on localhost:1234; in another terminal run:"
+  echo "  gdb -ex 'file $ROOT/target/$KTARGET/release/kern' -ex 'target remote localhost:1234'" >&2
+  "$BOOT" run "$BUILD/kern.img" --gdb --disk "$BUILD/fs.img" --disk "$BUILD/swap.img" --cmdline "mode=shell ${CMDLINE:-}"
+}
+
 case "$COMMAND" in
+  gdb) cmd_gdb ;;
   demo) cmd_demo ;;
   bench) cmd_bench ;;
   test) cmd_test ;;
   shell) cmd_shell ;;
   setup) setup ;;
   build) cmd_build ;;
-  -h|--help|help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' ;;
+  -h|--help|help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' ;;
   *) die "unknown command '$COMMAND' (try ./run.sh help)" ;;
 esac

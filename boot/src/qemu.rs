@@ -42,6 +42,10 @@ pub struct RunArgs {
     /// Use KVM instead of software emulation (TCG).
     #[arg(long)]
     kvm: bool,
+    /// Start QEMU's gdb stub on localhost:1234 and wait for the debugger before running the
+    /// guest (no time-out).
+    #[arg(long)]
+    gdb: bool,
     /// A raw disk image to attach as a virtio-blk disk (repeatable: vda, vdb, ... in order).
     #[arg(long = "disk")]
     disks: Vec<PathBuf>,
@@ -76,6 +80,9 @@ fn command(args: &RunArgs) -> Command {
     if args.kvm {
         cmd.args(["-enable-kvm", "-cpu", "qemu64"]);
     }
+    if args.gdb {
+        cmd.args(["-s", "-S"]);
+    }
     for (i, disk) in args.disks.iter().enumerate() {
         let mut drive = format!("file={},format=raw,if=none,id=disk{i}", disk.display());
         if let (0, Some(iops)) = (i, args.disk_iops) {
@@ -101,7 +108,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         eprintln!("boot: vda throttled to {iops} requests/s");
     }
     let mut cmd = command(args);
-    if args.interactive {
+    if args.interactive || args.gdb {
         return match cmd.status() {
             Ok(s) if s.code() == Some(GUEST_SUCCESS) => ExitCode::SUCCESS,
             Ok(s) => {

@@ -340,7 +340,7 @@ pub const CALLABLE_TABLE: &[Callable] = &[
     Callable { id: 1, name: "fs.block_size", params: &[FILE], ret: Some(Type::I32), cost: 4,
         importable: true, doc: "Block size of the file's file system in bytes (a power of two)." },
     Callable { id: 2, name: "fs.block_cached", params: &[FILE, Type::I64], ret: Some(Type::I8), cost: 16,
-        importable: true, doc: "1 if the file's block (by block number) is in the buffer cache, else 0; a block past the end fails BAD_ARGUMENT." },
+        importable: true, doc: "1 if the file's block (by block number) is in the buffer cache or being read into it, else 0; a block past the end fails BAD_ARGUMENT." },
     Callable { id: 3, name: "lock.get", params: &[Type::I32], ret: Some(LOCK), cost: 8,
         importable: true, doc: "The installer's lock number n (0 <= n < 16), created on first use." },
     Callable { id: 4, name: "lock.acquire", params: &[LOCK], ret: Some(Type::I32), cost: 32,
@@ -360,11 +360,13 @@ pub const CALLABLE_TABLE: &[Callable] = &[
     Callable { id: 11, name: "time.now", params: &[], ret: Some(Type::I64), cost: 4,
         importable: true, doc: "Monotonic time since boot in nanoseconds." },
     Callable { id: 12, name: "vm.page_referenced", params: &[Type::I64], ret: Some(Type::I8), cost: 16,
-        importable: true, doc: "Test and clear the hardware referenced bit of the installer's page at this virtual address; 0 for an unmapped address." },
+        importable: true, doc: "Test and clear the referenced bit (the hardware's and the clock's) of the installer's resident page at this virtual address; 0 for an address that is not one; a cleared bit is set again if the call aborts." },
     Callable { id: 13, name: "kern.halt", params: &[], ret: Some(Type::I32), cost: 0,
         importable: false, doc: "Halt the machine. Kernel-only: no graft may import it." },
     Callable { id: 14, name: "fs.prefetch", params: &[FILE, Type::I64], ret: Some(Type::I32), cost: 32,
         importable: true, doc: "Read the file's block (by block number) into the buffer cache without waiting; issuing the read cannot be undone, so it happens when the transaction commits (an aborted call reads nothing); returns 0; a block past the end fails BAD_ARGUMENT." },
+    Callable { id: 15, name: "vm.page_set_active", params: &[Type::I64, Type::I32], ret: Some(Type::I8), cost: 16,
+        importable: true, doc: "Move the installer's resident page at this virtual address to the clock's active set (1: referenced, the clock passes it by once) or its inactive set (0: offered first for eviction); returns 1 if it was active; undone if the call aborts; a page that is not a resident page of the installer fails BAD_ARGUMENT." },
 ];
 
 const COMMON: [&str; 9] = [
@@ -396,7 +398,7 @@ const fn with<const N: usize, const M: usize, const T: usize>(
     out
 }
 
-static VM_CALLABLES: [&str; 10] = with::<9, 1, 10>(["vm.page_referenced"]);
+static VM_CALLABLES: [&str; 11] = with::<9, 2, 11>(["vm.page_referenced", "vm.page_set_active"]);
 static FS_CALLABLES: [&str; 13] =
     with::<9, 4, 13>(["fs.file_size", "fs.block_size", "fs.block_cached", "fs.prefetch"]);
 static SCHED_CALLABLES: [&str; 9] = COMMON;
@@ -444,11 +446,11 @@ pub const POINTS: &[GraftPoint] = &[
             fields: &[
                 Field { name: "vaddr", offset: 0, ty: FieldType::U64, doc: "the page's virtual address" },
                 Field { name: "flags", offset: 8, ty: FieldType::U32,
-                    doc: "bit0 referenced, bit1 dirty, bit2 file-backed / buffer-cache page" },
-                Field { name: "age", offset: 12, ty: FieldType::U32, doc: "ticks since last reference" },
+                    doc: "bit0 referenced since the clock's front hand passed, bit1 dirty (evicting costs a write to swap), bit2 inside a range the process marked with vm_mark (e.g. its buffer pool)" },
+                Field { name: "age", offset: 12, ty: FieldType::U32, doc: "clock steps since the page was last seen referenced" },
             ],
             extent: Extent::Param(0),
-            doc: "the candidate pages the kernel's clock proposes, one record each",
+            doc: "the candidate pages the kernel's clock proposes, one record each: inactive pages, then the clock's own choice, then unreferenced pages after it",
         }],
         callables: &VM_CALLABLES,
         validator: Validator::Index { of: 0 },

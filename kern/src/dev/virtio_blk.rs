@@ -383,7 +383,8 @@ mod ktests {
 
     use crate::{check, check_eq, ktest};
 
-    /// Where on the scratch disk (vda of the test build) the test writes, and with what seed:
+    /// Where on the scratch disk (the last disk of the test build) the test writes, and with
+    /// what seed:
     /// `./run.sh test` checks these sectors of the image on the host afterwards.
     const SEED: u32 = 0x5EED;
     const FIRST: u64 = 64;
@@ -397,7 +398,7 @@ mod ktests {
     ktest! {
         fn virtio_disk_writes_and_reads_back_with_requests_in_flight() -> TestResult {
             let disks = super::disks();
-            let disk = disks.first().ok_or_else(|| fail("no virtio disk attached (./run.sh test attaches build/scratch.img)".into()))?;
+            let disk = disks.last().ok_or_else(|| fail("no virtio disk attached (./run.sh test attaches build/scratch.img last)".into()))?;
             check!(disk.sectors() >= FIRST + REQUESTS * SECTORS_PER_REQUEST, "scratch disk of {} sectors is too small", disk.sectors());
             let irqs_before = super::completion_interrupts();
             let len = (SECTORS_PER_REQUEST as usize) * SECTOR_SIZE;

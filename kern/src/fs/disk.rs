@@ -128,3 +128,51 @@ pub fn error(e: ext2::Error) -> Error {
         }
     }
 }
+
+#[cfg(feature = "ktest")]
+mod ktests {
+    use alloc::vec;
+
+    use storage::ext2;
+    use sysabi::Error;
+
+    use super::with_fs;
+    use crate::{check, ktest};
+
+    fn fail(message: alloc::string::String) -> crate::ktest::TestFailure {
+        crate::ktest::TestFailure { message, file: file!(), line: line!() }
+    }
+
+    ktest! {
+        // vda of the test build is build/corrupt.img (run.sh: the file system image with the
+        // directory block of /bad overwritten and /data/ra3.bin's indirect pointer past the
+        // disk). Every operation on the damage answers a named error; the rest still works.
+        fn a_corrupted_image_gives_named_errors_and_never_panics() -> TestResult {
+            let r = with_fs(|fs| {
+                let corrupt = |r: Result<_, ext2::Error>| matches!(r, Err(ext2::Error::Corrupt { .. }));
+                let bad = fs.lookup("/bad").map_err(super::error)?;
+                let dir_listing_corrupt = corrupt(fs.readdir(bad).map(|_| ()));
+                let lookup_corrupt = corrupt(fs.lookup("/bad/readme").map(|_| ()));
+                let create_corrupt = fs.create_path("/bad/new", 0o644).is_err();
+                let ra3 = fs.lookup("/data/ra3.bin").map_err(super::error)?;
+                let mut buf = vec![0u8; 1024];
+                let direct_ok = fs.read(ra3, 0, &mut buf).is_ok();
+                let indirect_corrupt = corrupt(fs.read(ra3, 20 * 1024, &mut buf).map(|_| ()));
+                let readme_ok = fs.lookup("/data/README").is_ok();
+                Ok((dir_listing_corrupt, lookup_corrupt, create_corrupt, direct_ok, indirect_corrupt, readme_ok))
+            });
+            let (listing, lookup, create, direct, indirect, readme) = match r {
+                Ok(v) => v,
+                Err(Error::NoFileSystem) => return Err(fail("no file system: ./run.sh test attaches build/corrupt.img as vda".into())),
+                Err(e) => return Err(fail(alloc::format!("{e}"))),
+            };
+            check!(listing, "readdir of a directory with a bad rec_len is not Corrupt");
+            check!(lookup, "lookup through it is not Corrupt");
+            check!(create, "creating a file in it succeeded");
+            check!(direct, "the file's direct blocks cannot be read");
+            check!(indirect, "a block past the disk is not Corrupt");
+            check!(readme, "an intact directory no longer works");
+            Ok(())
+        }
+    }
+}

@@ -43,13 +43,13 @@ pub fn block_size(owner: ProcessId, handle: u64) -> Result<i32, AbortReason> {
     try_fs(|fs| i32::try_from(fs.block_size()).map_err(|_| AbortReason::ResourceLimit))
 }
 
-/// Whether file block `block` is resident: its data needs no disk read (a hole counts as
-/// resident). A block whose map is not resident counts as not cached.
+/// Whether file block `block` needs no read to be asked for: resident, or already being read
+/// (a hole counts as resident). A block whose map is not resident counts as not cached.
 pub fn block_cached(owner: ProcessId, handle: u64, block: i64) -> Result<bool, AbortReason> {
     let ino = inode(owner, handle)?;
     let block = u64::try_from(block).map_err(|_| AbortReason::CallableFailed(errors::BAD_ARGUMENT))?;
     try_fs(|fs| match fs.block_map_resident(ino, block) {
-        Ok(Some(Some(disk))) => Ok(fs.access().cache.residency(disk) == Residency::Cached),
+        Ok(Some(Some(disk))) => Ok(fs.access().cache.residency(disk) != Residency::Absent),
         Ok(Some(None)) => Ok(true),
         Ok(None) => Ok(false),
         Err(_) => Err(BAD_HANDLE),
