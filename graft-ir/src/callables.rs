@@ -136,6 +136,10 @@ pub trait CallableState {
     /// Tests and clears the referenced bit of the installer's page at `vaddr` (false when
     /// unmapped).
     fn page_referenced(&mut self, vaddr: i64) -> Result<bool, AbortReason>;
+    /// Moves the installer's resident page at `vaddr` to the clock's active (`true`) or
+    /// inactive set, undone on abort; returns whether it was active (`BAD_ARGUMENT` if it is
+    /// not a resident page of the installer).
+    fn page_set_active(&mut self, vaddr: i64, active: bool) -> Result<bool, AbortReason>;
 }
 
 /// A callable's implementation, erased: the state and the arguments' bits (one per parameter).
@@ -281,6 +285,12 @@ register! {
         // Issuing a disk read cannot be undone: it happens at commit.
         s.prefetch_at_commit(f, block)?;
         Ok(0)
+    },
+    "vm.page_set_active" => |s, vaddr: i64, active: i32| -> i8 {
+        if !(0..=1).contains(&active) {
+            return Err(BAD_ARGUMENT);
+        }
+        Ok(i8::from(s.page_set_active(vaddr, active == 1)?))
     },
 }
 

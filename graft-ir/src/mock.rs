@@ -10,7 +10,8 @@
 //! - `mem.alloc` hands out at most [`MockHost::MEM_BUDGET`] bytes in all, beyond which it
 //!   aborts `ResourceLimit`; `mem.free` frees at commit;
 //! - counters start at 0; `time.now` advances 1000 per call; `vm.page_referenced(a)` is bit 12
-//!   of `a`; `debug.trace` records its argument.
+//!   of `a`; every page-aligned address but 0 is a resident page, active until
+//!   `vm.page_set_active` moves it (undone by an abort); `debug.trace` records its argument.
 //!
 //! A host runner that models transactions calls [`MockHost::begin_call`] and
 //! [`MockHost::end_call`] around each call, as the kernel's dispatch begins and ends one.
@@ -43,8 +44,11 @@ pub struct MockHost {
     pub next_alloc: i32,
     /// The clock.
     pub now: i64,
+    /// Pages `vm.page_set_active` moved to the inactive set.
+    pub inactive: Vec<i64>,
     /// What an abort restores: the counters and the number of allocations at `begin_call`.
     saved: Option<([i64; COUNTERS], usize)>,
+    saved_inactive: Option<Vec<i64>>,
 }
 
 /// What ending a call released or undid.
@@ -65,6 +69,7 @@ impl MockHost {
     /// A transaction begins: remember what an abort restores.
     pub fn begin_call(&mut self) {
         self.saved = Some((self.counters, self.allocations.len()));
+        self.saved_inactive = Some(self.inactive.clone());
     }
 
     /// The transaction ends: on commit the deferred frees happen; on abort the counters and
@@ -84,8 +89,12 @@ impl MockHost {
             self.counters = counters;
             end.allocations_undone = self.allocations.len().saturating_sub(allocs);
             self.allocations.truncate(allocs);
+            if let Some(inactive) = self.saved_inactive.take() {
+                self.inactive = inactive;
+            }
         }
         self.saved = None;
+        self.saved_inactive = None;
         end
     }
 }
@@ -163,6 +172,17 @@ impl CallableState for MockHost {
     }
     fn page_referenced(&mut self, vaddr: i64) -> Result<bool, AbortReason> {
         Ok((vaddr >> 12) & 1 == 1)
+    }
+    fn page_set_active(&mut self, vaddr: i64, active: bool) -> Result<bool, AbortReason> {
+        if vaddr == 0 || vaddr & 0xfff != 0 {
+            return Err(AbortReason::CallableFailed(errors::BAD_ARGUMENT));
+        }
+        let was = !self.inactive.contains(&vaddr);
+        self.inactive.retain(|&a| a != vaddr);
+        if !active {
+            self.inactive.push(vaddr);
+        }
+        Ok(was)
     }
 }
 

@@ -34,10 +34,11 @@ pub struct CallCtx<'a> {
 /// are not wired to grafts): grafts importing them are refused at load. Remove a name when its
 /// `CallableState` method below is implemented.
 #[cfg(target_os = "none")]
-pub const NOT_YET_IMPLEMENTED: &[&str] = &["vm.page_referenced"];
+pub const NOT_YET_IMPLEMENTED: &[&str] = &[];
 /// On the host there is no file system: the runtime's host tests never load file grafts.
 #[cfg(not(target_os = "none"))]
-pub const NOT_YET_IMPLEMENTED: &[&str] = &["fs.file_size", "fs.block_size", "fs.block_cached", "vm.page_referenced", "fs.prefetch"];
+pub const NOT_YET_IMPLEMENTED: &[&str] =
+    &["fs.file_size", "fs.block_size", "fs.block_cached", "vm.page_referenced", "fs.prefetch", "vm.page_set_active"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RegisterError {
@@ -302,8 +303,84 @@ impl CallableState for CallCtx<'_> {
         Err(AbortReason::HostContract)
     }
 
+    #[cfg(not(target_os = "none"))]
     fn page_referenced(&mut self, _: i64) -> Result<bool, AbortReason> {
         Err(AbortReason::HostContract)
+    }
+
+    #[cfg(not(target_os = "none"))]
+    fn page_set_active(&mut self, _: i64, _: bool) -> Result<bool, AbortReason> {
+        Err(AbortReason::HostContract)
+    }
+
+    /// The page's referenced state is the clock's bit or the hardware's; the hardware's is
+    /// folded into the clock's before both are cleared, so the undo record (the clock's bit as
+    /// it was, with the hardware's folded in) restores exactly what the clock would have seen.
+    #[cfg(target_os = "none")]
+    fn page_referenced(&mut self, vaddr: i64) -> Result<bool, AbortReason> {
+        let Some(va) = user_page(vaddr) else { return Ok(false) };
+        let owner = self.owner;
+        let txn = &mut *self.txn;
+        let r = crate::task::with_resident_page(owner, va, |page, space| {
+            let hardware = space.take_accessed(va).unwrap_or(false);
+            let was = page.referenced || hardware;
+            let undo = Action { run: undo_page_state, a: u64::from(owner.0), b: va | page_bits(was, page.active) };
+            // Logged before the change: if the log is full nothing changes (the hardware bit
+            // is folded in either way, which the clock cannot tell from before).
+            page.referenced = was;
+            txn.log_undo(undo).map_err(txn_failure)?;
+            page.referenced = false;
+            Ok(was)
+        });
+        r.unwrap_or(Ok(false))
+    }
+
+    #[cfg(target_os = "none")]
+    fn page_set_active(&mut self, vaddr: i64, active: bool) -> Result<bool, AbortReason> {
+        let va = user_page(vaddr).ok_or(BAD_ARGUMENT)?;
+        let owner = self.owner;
+        let txn = &mut *self.txn;
+        let r = crate::task::with_resident_page(owner, va, |page, _| {
+            let undo = Action { run: undo_page_state, a: u64::from(owner.0), b: va | page_bits(page.referenced, page.active) };
+            txn.log_undo(undo).map_err(txn_failure)?;
+            let was = page.active;
+            page.active = active;
+            page.referenced = active;
+            Ok(was)
+        });
+        // Not a resident page of the installer (another process's address is just an address
+        // in the installer's space, where nothing is resident).
+        r.unwrap_or(Err(BAD_ARGUMENT))
+    }
+}
+
+/// A page-aligned user address, if `vaddr` is one.
+#[cfg(target_os = "none")]
+fn user_page(vaddr: i64) -> Option<u64> {
+    let va = u64::try_from(vaddr).ok()?;
+    (va % 4096 == 0 && (sysabi::USER_START..sysabi::USER_END).contains(&va)).then_some(va)
+}
+
+/// A page's clock state in the low bits of an undo record's page address.
+#[cfg(target_os = "none")]
+fn page_bits(referenced: bool, active: bool) -> u64 {
+    u64::from(referenced) | u64::from(active) << 1
+}
+
+/// Undo record of `vm.page_referenced` / `vm.page_set_active`: `a` = process, `b` = page |
+/// its referenced and active bits as they were.
+#[cfg(target_os = "none")]
+fn undo_page_state(pid: u64, b: u64) {
+    let va = b & !0xfff;
+    let restored = crate::arch::without_interrupts(|| {
+        crate::task::with_resident_page(ProcessId(pid as u32), va, |page, _| {
+            page.referenced = b & 1 != 0;
+            page.active = b & 2 != 0;
+        })
+    });
+    if restored.is_none() {
+        // Evicted meanwhile by another thread of the process: no page state left to restore.
+        log::debug!("undo of a page-state change: page {va:#x} of process {pid} is no longer resident");
     }
 }
 

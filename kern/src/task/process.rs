@@ -22,9 +22,11 @@ use crate::vm::swap::{self, SwapError};
 /// Top of the initial user stack, and its size.
 pub const USER_STACK_TOP: u64 = 0x0000_7fff_ff00_0000;
 const USER_STACK_SIZE: u64 = 256 * 1024;
-/// The top of the stack mapped at spawn (the arguments are written there); the rest is backed
-/// on first touch.
-const USER_STACK_EAGER: u64 = 4 * PAGE_SIZE;
+/// The top of the stack mapped at spawn (the arguments are written there, and most programs
+/// never go deeper); the rest is backed on first touch and pageable. Mapping the top eagerly
+/// also keeps a program's frame count from moving with its call depth, which tests that
+/// compare free frames before and after an operation rely on.
+const USER_STACK_EAGER: u64 = 64 * 1024;
 /// Where `map` places memory.
 const MAP_BASE: u64 = 0x0000_2000_0000_0000;
 const MAP_END: u64 = 0x0000_7000_0000_0000;

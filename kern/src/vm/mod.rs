@@ -297,3 +297,115 @@ mod tests {
         assert_eq!(all, [Slot(7), Slot(9)]);
     }
 }
+
+#[cfg(all(feature = "ktest", target_os = "none"))]
+mod ktests {
+    use alloc::format;
+    use alloc::vec::Vec;
+
+    use graft_ir::AbortReason;
+
+    use crate::arch;
+    use crate::graft::callables::{self, CallCtx, LOCKS};
+    use crate::graft::locks::OWNERS;
+    use crate::graft::points::{self, VictimCandidate};
+    use crate::graft::runtime::{self, Outcome};
+    use crate::graft::txn::TxnLog;
+    use crate::ktest::TestFailure;
+    use crate::task::{self, ProcessId};
+    use crate::{check, check_eq, ktest};
+
+    const PAGES: u64 = 12;
+
+    fn fail(message: alloc::string::String) -> TestFailure {
+        TestFailure { message, file: file!(), line: line!() }
+    }
+
+    /// Starts `dbsim hold` (PAGES marked pages, written, then a long sleep) and runs threads
+    /// until its pages are resident.
+    fn holding_process() -> Result<ProcessId, TestFailure> {
+        let pages = format!("{PAGES}");
+        let pid = task::spawn("bin/dbsim", &["bin/dbsim", "hold", &pages, "3000"], None).map_err(|e| fail(format!("spawn: {e:?}")))?;
+        let start = crate::time::uptime_ms();
+        loop {
+            let s = task::vm_stats(pid).ok_or_else(|| fail(format!("process {} is gone", pid.0)))?;
+            if s.zero_fills >= PAGES && s.resident >= PAGES {
+                return Ok(pid);
+            }
+            if crate::time::uptime_ms() - start > 20_000 {
+                return Err(fail(format!("dbsim hold never had its pages resident: {s:?}")));
+            }
+            arch::without_interrupts(task::schedule);
+            arch::wait_for_interrupt();
+        }
+    }
+
+    /// The resident pages of `pid` as `vm.pick_victim` records.
+    fn candidates(pid: ProcessId) -> Vec<VictimCandidate> {
+        let (pages, _) = task::vm_snapshot(pid).unwrap_or_default();
+        pages.iter().filter(|p| p.resident).map(|p| VictimCandidate { vaddr: p.va, flags: points::VICTIM_MARKED, age: 1 }).collect()
+    }
+
+    fn with_log<R>(f: impl FnOnce(&mut TxnLog) -> R) -> Result<R, TestFailure> {
+        let owner = OWNERS.alloc().ok_or_else(|| fail("no lock owner id left".into()))?;
+        let mut txn = TxnLog::new(owner, 64, 8);
+        let r = f(&mut txn);
+        OWNERS.free(owner, &LOCKS);
+        Ok(r)
+    }
+
+    ktest! {
+        // The page-state callables change the clock's real state (referenced, active), and
+        // an abort puts back exactly what was there.
+        fn page_state_callables_change_the_clock_and_an_abort_restores_it() -> TestResult {
+            let pid = holding_process()?;
+            let before = task::vm_snapshot(pid);
+            let cands = candidates(pid);
+            check!(cands.len() as u64 >= PAGES, "{} resident pages", cands.len());
+            let registry = callables::kernel_registry().map_err(|e| fail(format!("{e}")))?;
+            let referenced = graft_ir::abi::callable("vm.page_referenced").ok_or_else(|| fail("no vm.page_referenced".into()))?;
+            let set_active = graft_ir::abi::callable("vm.page_set_active").ok_or_else(|| fail("no vm.page_set_active".into()))?;
+            let (changed, bad_page, restored) = with_log(|txn| {
+                let _ = txn.begin();
+                let mut ctx = CallCtx { owner: pid, txn, memory_limit: 0 };
+                // Interrupts off, as while a graft's callable runs.
+                arch::without_interrupts(|| {
+                    for c in &cands {
+                        let _ = registry.call(referenced, &mut ctx, &[c.vaddr]);
+                        let _ = registry.call(set_active, &mut ctx, &[c.vaddr, 0]);
+                    }
+                });
+                let changed = task::vm_snapshot(pid);
+                // A page the installer does not have (the kernel's own half, an unmapped page).
+                let bad_page = arch::without_interrupts(|| registry.call(set_active, &mut ctx, &[0x10_0000, 0]));
+                let _ = txn.abort(&LOCKS);
+                (changed, bad_page, task::vm_snapshot(pid))
+            })?;
+            check!(changed != before, "the callables changed nothing");
+            check!(changed.as_ref().is_some_and(|(p, _)| p.iter().filter(|s| s.resident).all(|s| !s.referenced && !s.active)), "{changed:?}");
+            check_eq!(bad_page, Err(AbortReason::CallableFailed(graft_ir::abi::errors::BAD_ARGUMENT)));
+            check_eq!(restored, before);
+            Ok(())
+        }
+
+        // A graft that clears referenced bits and deactivates every candidate, then returns a
+        // bad index: aborted InvalidResult, the clock's choice answers, and every page's state
+        // is exactly as before the call.
+        fn an_aborted_pick_victim_graft_leaves_the_page_state_as_it_was() -> TestResult {
+            let pid = holding_process()?;
+            let blob = crate::fs::ramdisk::file("grafts/hostile/vm_meddle_then_fail.gb")
+                .ok_or_else(|| fail("grafts/hostile/vm_meddle_then_fail.gb is not in the ramdisk".into()))?;
+            let id = runtime::load(pid, blob).map_err(|e| fail(format!("load: {e}")))?;
+            runtime::attach(pid, id).map_err(|e| fail(format!("attach: {e}")))?;
+            let cands = candidates(pid);
+            let before = task::vm_snapshot(pid);
+            let (answer, outcome) = with_log(|txn| points::vm_pick_victim(pid, txn, &cands))?;
+            let after = task::vm_snapshot(pid);
+            let _ = runtime::unload(pid, id);
+            check_eq!(outcome, Outcome::Aborted(AbortReason::InvalidResult));
+            check_eq!(answer, points::default_victim(&cands));
+            check_eq!(after, before);
+            Ok(())
+        }
+    }
+}
