@@ -37,6 +37,7 @@ pub mod process;
 pub mod sync;
 pub mod sys;
 pub mod thread;
+pub mod vm;
 
 #[cfg(all(target_os = "none", not(test)))]
 mod rt;

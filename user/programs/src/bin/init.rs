@@ -68,8 +68,8 @@ fn main(args: &[&str]) -> i32 {
             Ok(code) => code,
             Err(code) => code,
         },
-        "demo" => run_all(&["fsgrafts", "schedtest", "hostile"]),
-        "test" => run_all(&["usertest", "fstest", "fsgrafts", "schedtest", "hostile"]),
+        "demo" => run_all(&["fsgrafts", "schedtest", "hostile", "dbsim"]),
+        "test" => run_all(&["usertest", "fstest", "fsgrafts", "schedtest", "hostile", "dbsim"]),
         other => {
             eprintln!("init: unknown mode {other:?} (expected shell, demo or test)");
             USAGE
