@@ -15,6 +15,8 @@ pub enum Mode {
     Shell,
     /// The end-to-end tests of user space.
     Test,
+    /// A write workload that runs until the machine is killed (the crash-safety test).
+    Crash,
 }
 
 impl Mode {
@@ -24,6 +26,7 @@ impl Mode {
             Mode::Demo => "demo",
             Mode::Shell => "shell",
             Mode::Test => "test",
+            Mode::Crash => "crash",
         }
     }
 }
@@ -82,7 +85,8 @@ pub fn parse(line: &str) -> Result<Cmdline, CmdlineError> {
                     "demo" => Mode::Demo,
                     "shell" => Mode::Shell,
                     "test" => Mode::Test,
-                    _ => return Err(bad("demo, shell or test")),
+                    "crash" => Mode::Crash,
+                    _ => return Err(bad("demo, shell, test or crash")),
                 }
             }
             "log" => {
@@ -133,7 +137,7 @@ mod tests {
         assert_eq!(parse("mdoe=shell"), Err(CmdlineError::UnknownKey("mdoe".into())));
         assert_eq!(parse("shell"), Err(CmdlineError::MissingValue("shell".into())));
         assert!(matches!(parse("log=loud"), Err(CmdlineError::BadValue { .. })));
-        assert!(parse("mode=gui").unwrap_err().to_string().contains("demo, shell or test"));
+        assert!(parse("mode=gui").unwrap_err().to_string().contains("demo, shell, test or crash"));
         assert_eq!(parse("cache=64").unwrap().cache_blocks, 64);
         assert_eq!(parse("failalloc=17").unwrap().fail_alloc, Some(17));
         assert_eq!(parse("").unwrap().fail_alloc, None);

@@ -93,6 +93,13 @@ pub fn mount(cache_blocks: usize) -> Result<ext2::FsStats, MountError> {
     Ok(stats)
 }
 
+/// How often dirty blocks are written back without anyone asking (the periodic writer runs on
+/// the first file-system call after this much time), and how many at most each time.
+const WRITEBACK_INTERVAL_NS: u64 = 1_000_000_000;
+const WRITEBACK_BATCH: usize = 64;
+
+static LAST_WRITEBACK: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
 /// Runs `f` on the mounted file system (`NoFileSystem` if there is none), with its clock set.
 pub fn with_fs<R>(f: impl FnOnce(&mut Fs) -> Result<R, Error>) -> Result<R, Error> {
     let mut guard = FS.lock();
@@ -101,7 +108,24 @@ pub fn with_fs<R>(f: impl FnOnce(&mut Fs) -> Result<R, Error>) -> Result<R, Erro
     // Requests the interrupt handler saw finish (read-ahead, write-back) become valid blocks
     // now, so that a read of one of them does not count as waiting.
     fs.access_mut().cache.process_completions(|_| {});
-    f(fs)
+    let r = f(fs);
+    periodic_writeback(fs);
+    r
+}
+
+/// The periodic writer: at most once per interval, submits write-backs of the least recently
+/// used dirty blocks (without waiting for them), so that data does not stay only in memory
+/// until an eviction or a sync.
+fn periodic_writeback(fs: &mut Fs) {
+    use core::sync::atomic::Ordering;
+    let now = crate::time::uptime_ns();
+    if now.saturating_sub(LAST_WRITEBACK.load(Ordering::Relaxed)) < WRITEBACK_INTERVAL_NS {
+        return;
+    }
+    LAST_WRITEBACK.store(now, Ordering::Relaxed);
+    if let Err(e) = fs.access_mut().cache.flush_some(WRITEBACK_BATCH) {
+        log::warn!("file system: periodic write-back: {e}");
+    }
 }
 
 /// The system-call error for a file-system error.

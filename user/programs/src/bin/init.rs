@@ -3,6 +3,7 @@
 //! - `init shell` (or no mode): runs the interactive shell;
 //! - `init demo`: runs the demos (file-system grafts, scheduling, hostile grafts, page
 //!   eviction); exits 0 only if all passed;
+//! - `init crash`: runs `crashtest`, which writes until the machine is killed;
 //! - `init test`: runs the tests (`usertest`, `fstest`, ...), then the demos; exits 0 only if
 //!   everything passed.
 //!
@@ -69,6 +70,8 @@ fn main(args: &[&str]) -> i32 {
             Err(code) => code,
         },
         "demo" => run_all(&["fsgrafts", "schedtest", "hostile", "dbsim"]),
+        // Runs until the machine is killed (the crash-safety test).
+        "crash" => run_all(&["crashtest"]),
         "test" => run_all(&["usertest", "fstest", "fsgrafts", "schedtest", "hostile", "dbsim"]),
         other => {
             eprintln!("init: unknown mode {other:?} (expected shell, demo or test)");
