@@ -366,7 +366,7 @@ pub const CALLABLE_TABLE: &[Callable] = &[
     Callable { id: 14, name: "fs.prefetch", params: &[FILE, Type::I64], ret: Some(Type::I32), cost: 32,
         importable: true, doc: "Read the file's block (by block number) into the buffer cache without waiting; issuing the read cannot be undone, so it happens when the transaction commits (an aborted call reads nothing); returns 0; a block past the end fails BAD_ARGUMENT." },
     Callable { id: 15, name: "vm.page_set_active", params: &[Type::I64, Type::I32], ret: Some(Type::I8), cost: 16,
-        importable: true, doc: "Move the installer's resident page at this virtual address to the clock's active set (1: referenced, the clock passes it by once) or its inactive set (0: offered first for eviction); returns 1 if it was active; undone if the call aborts; a page that is not a resident page of the installer fails BAD_ARGUMENT." },
+        importable: true, doc: "Move the installer's resident page at this virtual address to the clock's active set (1: referenced, the clock passes it by once) or its inactive set (0: offered first for eviction); returns 1 if it was active, 0 if inactive, -1 (and changes nothing) if the address is not that of a resident page of the installer; undone if the call aborts; an activity other than 0 or 1 fails BAD_ARGUMENT." },
 ];
 
 const COMMON: [&str; 9] = [

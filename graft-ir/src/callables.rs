@@ -136,10 +136,10 @@ pub trait CallableState {
     /// Tests and clears the referenced bit of the installer's page at `vaddr` (false when
     /// unmapped).
     fn page_referenced(&mut self, vaddr: i64) -> Result<bool, AbortReason>;
-    /// Moves the installer's resident page at `vaddr` to the clock's active (`true`) or
-    /// inactive set, undone on abort; returns whether it was active (`BAD_ARGUMENT` if it is
-    /// not a resident page of the installer).
-    fn page_set_active(&mut self, vaddr: i64, active: bool) -> Result<bool, AbortReason>;
+    /// Moves the installer's resident page at `vaddr` to the clock's active
+    /// (`true`) or inactive set, undone on abort; returns whether it was active, `None` if
+    /// `vaddr` is no resident page of the installer (nothing changes).
+    fn page_set_active(&mut self, vaddr: i64, active: bool) -> Result<Option<bool>, AbortReason>;
 }
 
 /// A callable's implementation, erased: the state and the arguments' bits (one per parameter).
@@ -290,7 +290,7 @@ register! {
         if !(0..=1).contains(&active) {
             return Err(BAD_ARGUMENT);
         }
-        Ok(i8::from(s.page_set_active(vaddr, active == 1)?))
+        Ok(s.page_set_active(vaddr, active == 1)?.map_or(-1, i8::from))
     },
 }
 

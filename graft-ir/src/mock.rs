@@ -10,7 +10,7 @@
 //! - `mem.alloc` hands out at most [`MockHost::MEM_BUDGET`] bytes in all, beyond which it
 //!   aborts `ResourceLimit`; `mem.free` frees at commit;
 //! - counters start at 0; `time.now` advances 1000 per call; `vm.page_referenced(a)` is bit 12
-//!   of `a`; every page-aligned address but 0 is a resident page, active until
+//!   of `a`; every positive page-aligned address is a resident page, active until
 //!   `vm.page_set_active` moves it (undone by an abort); `debug.trace` records its argument.
 //!
 //! A host runner that models transactions calls [`MockHost::begin_call`] and
@@ -173,16 +173,16 @@ impl CallableState for MockHost {
     fn page_referenced(&mut self, vaddr: i64) -> Result<bool, AbortReason> {
         Ok((vaddr >> 12) & 1 == 1)
     }
-    fn page_set_active(&mut self, vaddr: i64, active: bool) -> Result<bool, AbortReason> {
-        if vaddr == 0 || vaddr & 0xfff != 0 {
-            return Err(AbortReason::CallableFailed(errors::BAD_ARGUMENT));
+    fn page_set_active(&mut self, vaddr: i64, active: bool) -> Result<Option<bool>, AbortReason> {
+        if vaddr <= 0 || vaddr & 0xfff != 0 {
+            return Ok(None);
         }
         let was = !self.inactive.contains(&vaddr);
         self.inactive.retain(|&a| a != vaddr);
         if !active {
             self.inactive.push(vaddr);
         }
-        Ok(was)
+        Ok(Some(was))
     }
 }
 

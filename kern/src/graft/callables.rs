@@ -309,7 +309,7 @@ impl CallableState for CallCtx<'_> {
     }
 
     #[cfg(not(target_os = "none"))]
-    fn page_set_active(&mut self, _: i64, _: bool) -> Result<bool, AbortReason> {
+    fn page_set_active(&mut self, _: i64, _: bool) -> Result<Option<bool>, AbortReason> {
         Err(AbortReason::HostContract)
     }
 
@@ -336,8 +336,8 @@ impl CallableState for CallCtx<'_> {
     }
 
     #[cfg(target_os = "none")]
-    fn page_set_active(&mut self, vaddr: i64, active: bool) -> Result<bool, AbortReason> {
-        let va = user_page(vaddr).ok_or(BAD_ARGUMENT)?;
+    fn page_set_active(&mut self, vaddr: i64, active: bool) -> Result<Option<bool>, AbortReason> {
+        let Some(va) = user_page(vaddr) else { return Ok(None) };
         let owner = self.owner;
         let txn = &mut *self.txn;
         let r = crate::task::with_resident_page(owner, va, |page, _| {
@@ -346,11 +346,11 @@ impl CallableState for CallCtx<'_> {
             let was = page.active;
             page.active = active;
             page.referenced = active;
-            Ok(was)
+            Ok(Some(was))
         });
         // Not a resident page of the installer (another process's address is just an address
-        // in the installer's space, where nothing is resident).
-        r.unwrap_or(Err(BAD_ARGUMENT))
+        // in the installer's space, where nothing is resident): nothing to change.
+        r.unwrap_or(Ok(None))
     }
 }
 

@@ -490,7 +490,18 @@ fn plan(t: &mut Tasks, pid: ProcessId, page: u64, mut choice: Option<Choice>, co
         }
         let slot = match vm.swapped.get(victim) {
             Some(s) => s,
-            None => swap::alloc_slot().map_err(FaultError::Swap)?,
+            None => match swap::alloc_slot() {
+                Ok(s) => s,
+                Err(e) => {
+                    // No swap for it: a clean page of the process goes instead, if it has one
+                    // (no disk I/O needed); the process ends only when every page is dirty.
+                    let clean = vm.clock.pages().map(|p| p.va).find(|&va| !space.page_info(va).is_some_and(|i| i.dirty));
+                    let Some(clean) = clean else { return Err(FaultError::Swap(e)) };
+                    vm.clock.remove(clean);
+                    space.unmap_page(clean);
+                    continue;
+                }
+            },
         };
         let mut bytes = Vec::new();
         let copied = bytes.try_reserve_exact(PAGE_SIZE as usize).is_ok() && {
@@ -587,7 +598,10 @@ fn finish_read(t: &mut Tasks, pid: ProcessId, page: u64, slot: Slot, read: Resul
 pub fn on_user_fault(frame: &mut TrapFrame, fault: arch::UserFault) {
     match fault {
         arch::UserFault::Page { addr, present: false, fetch: false, .. } => {
-            if let Err(e) = resolve_fault(addr) {
+            let start = crate::time::rdtsc();
+            let resolved = resolve_fault(addr);
+            crate::vm::cost::record(crate::time::rdtsc().wrapping_sub(start));
+            if let Err(e) = resolved {
                 kill_for_fault(frame, &alloc::format!("{e}"), Some(addr));
             }
         }

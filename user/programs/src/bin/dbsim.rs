@@ -12,6 +12,7 @@
 //! - `dbsim test` (also `dbsim`, as init runs it): `verify`, `hostile` with the two hostile
 //!   `vm.pick_victim` grafts of the ramdisk, then `demo`.
 //! - `dbsim hold PAGES MS`: for the kernel's tests, keeps PAGES marked pages resident for MS ms.
+//! - `dbsim faultbench [graft]`: for the kernel's benchmark, faults on clean pages only.
 //! - `dbsim hostile GRAFT...`: attaches each `vm.pick_victim` graft (e.g. one that returns a
 //!   bad index, one that never returns) and runs the workload under it: every call must abort,
 //!   the data must stay intact, and nothing may be left behind (swap slots, resident pages).
@@ -346,11 +347,36 @@ fn hold(pages: usize, ms: u64) -> i32 {
     i32::from(bad != 0)
 }
 
+/// For the kernel's benchmark: faults on clean pages under a small limit (each fault evicts a
+/// page, chosen by the clock or, with `graft`, by keep_buffer_cache.gb; no disk I/O).
+fn faultbench(graft: bool) -> i32 {
+    const PAGES: usize = 256;
+    if vm::set_limit(32).is_err() {
+        return 2;
+    }
+    if graft {
+        let Ok(loaded) = graft::load_file(GRAFT) else { return 2 };
+        if graft::attach(loaded.id, "vm.pick_victim", 0).is_err() {
+            return 2;
+        }
+    }
+    let Ok(r) = Region::new(PAGES) else { return 2 };
+    let _ = vm::mark(r.base.cast(), PAGES / 2 * PAGE, true);
+    let mut sum = 0u64;
+    for _ in 0..4 {
+        for p in 0..PAGES {
+            sum = sum.wrapping_add(r.read(p, 0));
+        }
+    }
+    i32::from(sum != 0)
+}
+
 fn main(args: &[&str]) -> i32 {
     // Without arguments (as init runs it): everything, the demo last.
     match args.get(1).copied().unwrap_or("test") {
         "demo" => demo(),
         "verify" => verify(),
+        "faultbench" => faultbench(args.get(2) == Some(&"graft")),
         "hold" => hold(args.get(2).and_then(|a| ulib::args::parse_i32(a)).unwrap_or(16).max(1) as usize, args.get(3).and_then(|a| ulib::args::parse_i32(a)).unwrap_or(1000).max(0) as u64),
         "hostile" => hostile(&args[2..]),
         "test" => {
