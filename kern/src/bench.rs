@@ -358,6 +358,9 @@ pub fn run() -> ! {
     for line in fault_costs() {
         kprintln!("vm: {line}");
     }
+    for line in crate::fs::bench::lines() {
+        kprintln!("storage: {line}");
+    }
     arch::exit_qemu(QemuExit::Success)
 }
 

@@ -3,6 +3,8 @@
 //! system (ext2 on the first virtio disk, mounted at `/`) with each process's open files.
 pub mod readahead;
 
+#[cfg(all(target_os = "none", feature = "bench"))]
+pub mod bench;
 #[cfg(target_os = "none")]
 pub mod disk;
 #[cfg(target_os = "none")]
