@@ -83,7 +83,9 @@ pub enum Sys {
     /// path; a relative one is taken from `/`). `flags` are [`open`] bits: at least one of
     /// `READ`, `WRITE`; `CREATE` makes a missing file (`EXCLUSIVE` with it: `Exists` if it is
     /// there), `TRUNCATE` empties it (needs `WRITE`), `APPEND` writes at the end. Directories
-    /// open only for reading (`IsADirectory` otherwise). Descriptors start at 3.
+    /// open only for reading (`IsADirectory` otherwise). `EXCLUSIVE` without `CREATE`,
+    /// `TRUNCATE` without `WRITE`, and unknown bits are `InvalidArgument`. Descriptors start at
+    /// 3; 0, 1 and 2 are the console and cannot be closed.
     Open = 24,
     /// `close(fd) -> 0`.
     Close = 25,
@@ -158,7 +160,7 @@ pub enum Error {
     BadAddress = 2,
     /// An argument is out of range (a bad flag, length, file descriptor...).
     InvalidArgument = 3,
-    /// No such file in the ramdisk.
+    /// No such file (in the ramdisk, or in the disk's file system).
     NotFound = 4,
     /// The file is not a program the kernel can run.
     NotExecutable = 5,
