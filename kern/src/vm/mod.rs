@@ -396,6 +396,20 @@ mod ktests {
             Ok(())
         }
 
+        // A process paging hard under its own limit takes no page from another process: a
+        // fault only ever evicts the faulting process's pages.
+        fn a_process_over_its_limit_takes_no_page_from_another() -> TestResult {
+            let holder = holding_process()?;
+            let before = task::vm_stats(holder).ok_or_else(|| fail("holder gone".into()))?;
+            let pager = task::spawn("bin/dbsim", &["bin/dbsim", "faultbench"], None).map_err(|e| fail(format!("spawn: {e:?}")))?;
+            let code = task::run_to_exit(pager);
+            let after = task::vm_stats(holder).ok_or_else(|| fail("holder gone".into()))?;
+            check_eq!(code, Some(0));
+            check_eq!(after.evictions, before.evictions);
+            check!(after.resident >= before.resident, "the holder went from {} to {} resident pages", before.resident, after.resident);
+            Ok(())
+        }
+
         // The page-state callables change the clock's real state (referenced, active), and
         // an abort puts back exactly what was there.
         fn page_state_callables_change_the_clock_and_an_abort_restores_it() -> TestResult {
