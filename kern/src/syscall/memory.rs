@@ -54,8 +54,8 @@ fn stats_bytes(s: &VmStats) -> [u8; core::mem::size_of::<VmStats>()] {
         s.free_frames,
     ];
     let mut out = [0u8; core::mem::size_of::<VmStats>()];
-    for (chunk, f) in out.chunks_exact_mut(8).zip(fields) {
-        chunk.copy_from_slice(&f.to_le_bytes());
+    for (chunk, f) in out.as_chunks_mut::<8>().0.iter_mut().zip(fields) {
+        *chunk = f.to_le_bytes();
     }
     out
 }

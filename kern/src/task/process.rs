@@ -269,7 +269,7 @@ pub fn map_memory(len: u64) -> Result<u64, Error> {
 }
 
 pub fn unmap_memory(addr: u64, len: u64) -> Result<(), Error> {
-    if addr % PAGE_SIZE != 0 || !(MAP_BASE..MAP_END).contains(&addr) || len == 0 || len > MAP_END - addr {
+    if !addr.is_multiple_of(PAGE_SIZE) || !(MAP_BASE..MAP_END).contains(&addr) || len == 0 || len > MAP_END - addr {
         return Err(Error::InvalidArgument);
     }
     let mut t = tasks();
@@ -465,9 +465,9 @@ fn plan(t: &mut Tasks, pid: ProcessId, page: u64, mut choice: Option<Choice>, co
                     .iter()
                     .map(|w| VictimCandidate {
                         vaddr: w.va,
-                        flags: u32::from(w.referenced) * points::VICTIM_REFERENCED
-                            | u32::from(w.dirty) * points::VICTIM_DIRTY
-                            | u32::from(vm.is_marked(w.va)) * points::VICTIM_MARKED,
+                        flags: (u32::from(w.referenced) * points::VICTIM_REFERENCED)
+                            | (u32::from(w.dirty) * points::VICTIM_DIRTY)
+                            | (u32::from(vm.is_marked(w.va)) * points::VICTIM_MARKED),
                         age: w.age.min(u64::from(u32::MAX)) as u32,
                     }));
                 if cands.is_empty() {
@@ -671,7 +671,7 @@ pub fn vm_stats(pid: ProcessId) -> Option<sysabi::VmStats> {
 
 /// Marks (`on`) or unmarks the calling process's pages in `[addr, addr + len)`.
 pub fn vm_mark(addr: u64, len: u64, on: bool) -> Result<(), Error> {
-    if addr % PAGE_SIZE != 0 || len == 0 || !(sysabi::USER_START..sysabi::USER_END).contains(&addr) || len > sysabi::USER_END - addr {
+    if !addr.is_multiple_of(PAGE_SIZE) || len == 0 || !(sysabi::USER_START..sysabi::USER_END).contains(&addr) || len > sysabi::USER_END - addr {
         return Err(Error::InvalidArgument);
     }
     let end = addr + len.div_ceil(PAGE_SIZE) * PAGE_SIZE;
