@@ -341,10 +341,57 @@ pub fn run() -> ! {
         }
     }
 
+    // The worst load the limits allow: decoding, verification, compilation and publication of
+    // the largest module of each expensive shape, in guest time (1 instruction = 1 ns here).
+    let mut load_rows = Vec::new();
+    let mut worst = (0u64, "");
+    for (shape, make) in runtime::worst_case::SHAPES {
+        let Some((module, blob)) = runtime::worst_case::largest(make) else {
+            load_rows.push(alloc::format!("{shape}: no module fits the blob limit"));
+            continue;
+        };
+        let blocks: usize = module.functions.iter().map(|f| f.blocks.len()).sum();
+        let insts = module.inst_count();
+        let pid = ProcessId(900_000);
+        crate::memory::reset_heap_peak();
+        let before = crate::memory::heap_stats().requested;
+        let t = rdtsc();
+        let r = runtime::load(pid, &blob);
+        let took = rdtsc() - t;
+        let peak = crate::memory::heap_stats().peak.saturating_sub(before);
+        match r {
+            Ok(id) => {
+                let _ = runtime::unload(pid, id);
+                if took > worst.0 {
+                    worst = (took, shape);
+                }
+                load_rows.push(alloc::format!(
+                    "{shape}: {insts} instructions in {blocks} blocks, blob {} bytes: {took} instructions ({}.{:03} ms), heap peak {} KiB, charged {} KiB",
+                    blob.len(),
+                    took / 1_000_000,
+                    took / 1000 % 1000,
+                    peak / 1024,
+                    runtime::compile_charge(insts, blocks) / 1024
+                ));
+            }
+            Err(e) => load_rows.push(alloc::format!("{shape}: {insts} instructions in {blocks} blocks, blob {} bytes: refused: {e}", blob.len())),
+        }
+    }
+
     kprintln!();
     for r in &compile_rows {
         kprintln!("compile: {r}");
     }
+    for r in &load_rows {
+        kprintln!("load: {r}");
+    }
+    kprintln!(
+        "load: worst accepted load {} instructions = {}.{:03} ms of guest time ({}; target: at most 50 ms)",
+        worst.0,
+        worst.0 / 1_000_000,
+        worst.0 / 1000 % 1000,
+        worst.1
+    );
     kprintln!();
     kprintln!("{:<38} {:>34}   {}", "per call", "ours (guest instructions)", "VINO 1996 (us: RA / VM / Sched / Encrypt)");
     kprintln!("{}", "-".repeat(120));

@@ -189,7 +189,7 @@ impl Default for OwnerPool {
     }
 }
 
-const _: () = assert!(MAX_OWNERS % 64 == 0);
+const _: () = assert!(MAX_OWNERS.is_multiple_of(64));
 
 /// The owner ids of the kernel's transaction logs (one per thread, one per CPU's idle loop).
 pub static OWNERS: OwnerPool = OwnerPool::new();

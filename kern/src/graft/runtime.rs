@@ -345,7 +345,7 @@ pub fn load(owner: ProcessId, blob: &[u8]) -> Result<GraftId, LoadError> {
         return Err(LoadError::TooMany);
     }
     let mut charge = state::charge(owner, decode_charge(blob.len())).map_err(LoadError::Memory)?;
-    let module = graft_ir::decode(blob).map_err(LoadError::Decode)?;
+    let module = admitted(|| graft_ir::decode(blob)).map_err(LoadError::Decode)?;
     let blocks = module.functions.iter().map(|f| f.blocks.len()).sum();
     let working = state::charge(owner, compile_charge(module.inst_count(), blocks)).map_err(LoadError::Memory)?;
     let verified = admitted(|| graft_ir::verify(module)).map_err(LoadError::Verify)?;
@@ -732,5 +732,101 @@ fn run_in_transaction(
             }
             Err(reason)
         }
+    }
+}
+
+/// The most expensive modules the limits allow a load to verify and compile, for the benchmark
+/// (`./run.sh bench` prints the worst load) and the charge calibration test: each shape grown
+/// until its blob reaches `MAX_KERNEL_BLOB`.
+#[cfg(any(test, feature = "ktest", feature = "bench"))]
+pub mod worst_case {
+    use alloc::vec::Vec;
+
+    use graft_ir::builder::ModuleBuilder;
+    use graft_ir::{IntCC, Module, Signature, Type};
+
+    use super::MAX_KERNEL_BLOB;
+
+    /// The shapes: (name, module of about `n` units).
+    pub const SHAPES: [(&str, fn(usize) -> Module); 3] =
+        [("straight-line arithmetic, many live values", straight), ("chain of blocks", chain), ("branch diamonds", diamonds)];
+
+    fn builder() -> ModuleBuilder {
+        ModuleBuilder::new("sched.pick_next", 8, 1000)
+    }
+
+    fn straight(n: usize) -> Module {
+        let mut mb = builder();
+        let f = mb.declare_function("", Signature::new(&[Type::I32], Some(Type::I32)));
+        let mut fb = mb.function(f);
+        let mut vals = fb.params();
+        for i in 0..n {
+            let a = vals[vals.len() - 1];
+            let b = vals[i / 2];
+            let v = fb.iadd(a, b);
+            vals.push(v);
+        }
+        let last = vals[vals.len() - 1];
+        fb.ret(Some(last));
+        mb.finish()
+    }
+
+    fn chain(n: usize) -> Module {
+        let mut mb = builder();
+        let f = mb.declare_function("", Signature::new(&[Type::I32], Some(Type::I32)));
+        let mut fb = mb.function(f);
+        let mut v = fb.params()[0];
+        for _ in 0..n {
+            let next = fb.create_block();
+            let p = fb.append_block_param(next, Type::I32);
+            fb.jump(next, &[v]);
+            fb.switch_to_block(next);
+            v = p;
+        }
+        fb.ret(Some(v));
+        mb.finish()
+    }
+
+    fn diamonds(n: usize) -> Module {
+        let mut mb = builder();
+        let f = mb.declare_function("", Signature::new(&[Type::I32], Some(Type::I32)));
+        let mut fb = mb.function(f);
+        let mut v = fb.params()[0];
+        for _ in 0..n {
+            let left = fb.create_block();
+            let right = fb.create_block();
+            let join = fb.create_block();
+            let p = fb.append_block_param(join, Type::I32);
+            let zero = fb.iconst(Type::I32, 0);
+            let c = fb.icmp(IntCC::Slt, v, zero);
+            fb.brif(c, left, &[], right, &[]);
+            fb.switch_to_block(left);
+            let a = fb.iadd(v, v);
+            fb.jump(join, &[a]);
+            fb.switch_to_block(right);
+            let b = fb.isub(v, zero);
+            fb.jump(join, &[b]);
+            fb.switch_to_block(join);
+            v = p;
+        }
+        fb.ret(Some(v));
+        mb.finish()
+    }
+
+    /// The largest module of `shape` whose blob the kernel takes, and that blob.
+    pub fn largest(shape: fn(usize) -> Module) -> Option<(Module, Vec<u8>)> {
+        let fits = |n: usize| graft_ir::encode(&shape(n)).ok().filter(|b| b.len() <= MAX_KERNEL_BLOB);
+        let (mut lo, mut hi) = (1usize, 2usize);
+        fits(lo)?;
+        while fits(hi).is_some() {
+            lo = hi;
+            hi *= 2;
+        }
+        while hi - lo > 1 {
+            let mid = (lo + hi) / 2;
+            if fits(mid).is_some() { lo = mid } else { hi = mid }
+        }
+        let blob = fits(lo)?;
+        Some((shape(lo), blob))
     }
 }

@@ -110,6 +110,9 @@ fn read_user(addr: u64, len: u64, max: u64) -> Result<alloc::vec::Vec<u8>, Error
     if len > max {
         return Err(Error::InvalidArgument);
     }
+    if len == 0 {
+        return Ok(alloc::vec::Vec::new());
+    }
     uaccess::check_range(addr, len)?;
     let mut v = alloc::vec::Vec::new();
     v.try_reserve_exact(len as usize).map_err(|_| Error::NoMemory)?;

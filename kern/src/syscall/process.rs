@@ -24,7 +24,21 @@ pub(super) fn call(sys: Sys, a: [u64; 6]) -> Result<u64, Error> {
             argv.try_reserve(1 + args.len() / 2).map_err(|_| Error::NoMemory)?;
             argv.push(path.as_str());
             argv.extend(args.split('\0').filter(|s| !s.is_empty()));
-            task::spawn(&path, &argv, Some(me()?)).map(|p| u64::from(p.0))
+            // A bare name is looked up in bin/ (like a one-entry PATH): the name is made here,
+            // fallibly, so that `task::spawn` finds the program at once.
+            let mut resolved = alloc::string::String::new();
+            let image_path = if path.contains('/') || crate::fs::ramdisk::file(&path).is_some() {
+                path.as_str()
+            } else {
+                resolved.try_reserve_exact(4 + path.len()).map_err(|_| Error::NoMemory)?;
+                resolved.push_str("bin/");
+                resolved.push_str(&path);
+                resolved.as_str()
+            };
+            let parent = me()?;
+            // Not yet fallible inside task::spawn: the process and thread tables' inserts, the
+            // thread's kernel stack record and transaction log, the ELF loader's bookkeeping.
+            crate::memory::not_yet_fallible(|| task::spawn(image_path, &argv, Some(parent))).map(|p| u64::from(p.0))
         }
         Sys::Wait => {
             let child = ProcessId::from_arg(a[0]).ok_or(Error::InvalidArgument)?;
@@ -41,7 +55,10 @@ pub(super) fn call(sys: Sys, a: [u64; 6]) -> Result<u64, Error> {
         Sys::GetPid => me().map(|p| u64::from(p.0)),
         Sys::GetTid => task::current().map(|(t, _)| u64::from(t.0)).ok_or(Error::NoSuchProcess),
         Sys::Clock => Ok(crate::time::uptime_ns()),
-        Sys::ThreadSpawn => task::spawn_thread(a[0], a[1], a[2]).map(|t| u64::from(t.0)),
+        // Not yet fallible inside: the thread table's insert, the thread's transaction log.
+        Sys::ThreadSpawn => {
+            crate::memory::not_yet_fallible(|| task::spawn_thread(a[0], a[1], a[2])).map(|t| u64::from(t.0))
+        }
         Sys::FutexWait => {
             let expected = arg_u32(a[1])?;
             if read_u32(a[0])? != expected {
@@ -55,7 +72,9 @@ pub(super) fn call(sys: Sys, a: [u64; 6]) -> Result<u64, Error> {
         }
         Sys::FutexWake => {
             uaccess::check_range(a[0], 4)?;
-            Ok(task::futex_wake(me()?, a[0], a[1]))
+            let pid = me()?;
+            // Not yet fallible inside: the list of threads to wake.
+            Ok(crate::memory::not_yet_fallible(|| task::futex_wake(pid, a[0], a[1])))
         }
         _ => Err(Error::NoSys),
     }

@@ -34,6 +34,7 @@ pub mod graft;
 pub mod line;
 pub mod measure;
 pub mod process;
+pub mod robust;
 pub mod sync;
 pub mod sys;
 pub mod thread;

@@ -72,7 +72,7 @@ fn main(args: &[&str]) -> i32 {
         "demo" => run_all(&["fsgrafts", "schedtest", "hostile", "dbsim"]),
         // Runs until the machine is killed (the crash-safety test).
         "crash" => run_all(&["crashtest"]),
-        "test" => run_all(&["usertest", "fstest", "fsgrafts", "schedtest", "hostile", "dbsim"]),
+        "test" => run_all(&["usertest", "fstest", "fsgrafts", "schedtest", "hostile", "dbsim", "robust"]),
         other => {
             eprintln!("init: unknown mode {other:?} (expected shell, demo or test)");
             USAGE
