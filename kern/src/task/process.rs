@@ -137,7 +137,7 @@ pub fn run_to_exit(pid: ProcessId) -> Option<i32> {
             let mut t = tasks();
             match t.procs.get(&pid) {
                 None => Some(None),
-                Some(p) if p.exit_code.is_some() => {
+                Some(p) if p.exit_code.is_some() && p.threads.is_empty() => {
                     let code = p.exit_code;
                     t.procs.remove(&pid);
                     Some(code)
@@ -179,7 +179,8 @@ pub fn wait(parent: ProcessId, pid: ProcessId) -> Result<i32, Error> {
             if p.parent != Some(parent) {
                 return Err(Error::NoSuchProcess);
             }
-            if let Some(code) = p.exit_code {
+            // Ended, and its last thread (one busy in the kernel may finish later) gone.
+            if let (Some(code), true) = (p.exit_code, p.threads.is_empty()) {
                 t.procs.remove(&pid);
                 return Ok(code);
             }
@@ -198,41 +199,92 @@ pub fn exit_process(code: i32) -> ! {
     unreachable!("a thread of an exited process was scheduled");
 }
 
-/// Ends process `pid` with `code`: its threads stop, its memory goes, everything the graft
-/// runtime held for it is forgotten (`graft::forget_process`), and a parent waiting for it
-/// wakes. The process stays in the table, as its exit code, until waited for.
+/// Ends process `pid` with `code`: its threads stop (a thread busy in the kernel first
+/// finishes what it is doing, see `Tasks::kill_thread`), and once none is left its memory goes,
+/// everything the graft runtime held for it is forgotten (`graft::forget_process`), its files
+/// close, and a parent waiting for it wakes (`finish_process`). The process stays in the table,
+/// as its exit code, until waited for.
 pub(super) fn end_process(pid: ProcessId, code: i32) {
-    let is_init = {
+    let (finished, is_init) = {
         let mut t = tasks();
+        // Ending twice (a second thread faulting meanwhile) changes nothing.
+        if t.procs.get(&pid).is_none_or(|p| p.exit_code.is_some()) {
+            return;
+        }
         let threads: Vec<Tid> = t.procs.get(&pid).map(|p| p.threads.clone()).unwrap_or_default();
         for tid in threads {
             t.kill_thread(tid);
         }
-        t.run.drop_group(pid);
         t.futexes.retain(|&(p, _), _| p != pid);
-        let mut parent = None;
-        let mut space = None;
         if let Some(p) = t.procs.get_mut(&pid) {
             p.exit_code = Some(code);
-            parent = p.parent;
             log::debug!("process {} ({}) exited with {code}", pid.0, p.name);
-            space = p.space.take();
-            p.lazy = Vec::new();
-            // Its swap slots, those of pages in flight too (their threads are gone).
-            p.vm.release_all(swap::free_slot);
         }
-        if let Some(space) = space {
-            t.dead_spaces.push(space);
-        }
-        wake_waiting_parent(&mut t, parent, pid);
-        t.init == Some(pid)
+        (t.procs.get(&pid).is_some_and(|p| p.threads.is_empty()), t.init == Some(pid))
     };
-    crate::graft::forget_process(pid);
-    crate::fs::files::close_all(pid);
     if is_init {
         log::info!("init exited with {code}; powering off");
         arch::exit_qemu(if code == 0 { arch::QemuExit::Success } else { arch::QemuExit::Failure });
     }
+    if finished {
+        finish_process(pid);
+    }
+}
+
+/// The end of an ended process whose last thread is gone: its memory and swap slots, its graft
+/// state, its files; its parent wakes.
+fn finish_process(pid: ProcessId) {
+    {
+        let mut t = tasks();
+        let mut parent = None;
+        let mut space = None;
+        if let Some(p) = t.procs.get_mut(&pid) {
+            parent = p.parent;
+            space = p.space.take();
+            p.lazy = Vec::new();
+            // Its swap slots, those of pages in flight too (its threads are gone).
+            p.vm.release_all(swap::free_slot);
+        }
+        t.run.drop_group(pid);
+        if let Some(space) = space {
+            t.dead_spaces.push(space);
+        }
+        wake_waiting_parent(&mut t, parent, pid);
+    }
+    crate::graft::forget_process(pid);
+    crate::fs::files::close_all(pid);
+}
+
+/// Called on every way back to user mode (the end of a system call, of a user fault): the
+/// thread is no longer busy in the kernel; if its process ended meanwhile, it dies now.
+pub fn leave_kernel() {
+    let doomed = arch::without_interrupts(|| {
+        let mut t = tasks();
+        let cur = t.current;
+        match t.threads.get_mut(&cur) {
+            Some(th) => {
+                th.busy = false;
+                th.doomed
+            }
+            None => false,
+        }
+    });
+    if !doomed {
+        return;
+    }
+    let (pid, finished) = {
+        let mut t = tasks();
+        let cur = t.current;
+        let pid = t.current_pid();
+        t.kill_thread(cur);
+        let finished = pid.and_then(|p| t.procs.get(&p)).is_some_and(|p| p.threads.is_empty());
+        (pid, finished)
+    };
+    if let (Some(pid), true) = (pid, finished) {
+        finish_process(pid);
+    }
+    schedule();
+    unreachable!("a doomed thread was scheduled");
 }
 
 fn wake_waiting_parent(t: &mut Tasks, parent: Option<ProcessId>, child: ProcessId) {
@@ -372,7 +424,47 @@ fn in_lazy(p: &Process, page: u64) -> bool {
 
 /// Whether the system is short of frames: faults then give back a page of their own first.
 fn memory_low() -> bool {
-    !user_frames_available(crate::vm::LOW_WATER_FRAMES)
+    !user_frames_available(crate::vm::low_water())
+}
+
+/// Memory is short: the process (other than `asking`) holding the most resident pages over an
+/// equal share gives back some of its clean pages (dropped at once, no disk I/O; its dirty
+/// pages stay, as writing them is its own faults' work). Returns how many were taken.
+fn trim_others(t: &mut Tasks, asking: ProcessId) -> usize {
+    let (mut total, mut holders) = (0usize, 0usize);
+    let mut largest: Option<(ProcessId, usize)> = None;
+    for (&pid, p) in &t.procs {
+        let n = p.vm.clock.len();
+        if n == 0 || p.space.is_none() {
+            continue;
+        }
+        total += n;
+        holders += 1;
+        if pid != asking && largest.is_none_or(|(_, m)| n > m) {
+            largest = Some((pid, n));
+        }
+    }
+    let Some((victim_pid, resident)) = largest else { return 0 };
+    let want = crate::vm::over_share(resident, total, holders);
+    let Some(q) = t.procs.get_mut(&victim_pid) else { return 0 };
+    let Process { space, vm, .. } = q;
+    let Some(space) = space.as_mut() else { return 0 };
+    let mut taken = 0;
+    if want > 0 {
+        for w in vm.clock.window(space, crate::vm::WINDOW) {
+            if taken >= want {
+                break;
+            }
+            if !w.dirty && !vm.in_transit(w.va) {
+                vm.clock.remove(w.va);
+                space.unmap_page(w.va);
+                vm.counters.evictions += 1;
+                vm.counters.trimmed += 1;
+                taken += 1;
+            }
+        }
+    }
+    taken
 }
 
 /// Backs the page at `addr` of the current process: zero-filled on first touch, read back from
@@ -420,6 +512,9 @@ fn resolve_fault(addr: u64) -> Result<(), FaultError> {
 /// The next step of resolving a fault on `page` of process `pid`. Evicts clean pages on the
 /// spot; a dirty one leaves in transit (`WriteOut`).
 fn plan(t: &mut Tasks, pid: ProcessId, page: u64, mut choice: Option<Choice>, counted: &mut bool) -> Result<Step, FaultError> {
+    if memory_low() && t.procs.get(&pid).is_some_and(|p| in_lazy(p, page)) {
+        trim_others(t, pid);
+    }
     let p = t.procs.get_mut(&pid).ok_or(FaultError::Unmapped)?;
     if !in_lazy(p, page) {
         return Err(FaultError::Unmapped);
@@ -496,7 +591,15 @@ fn plan(t: &mut Tasks, pid: ProcessId, page: u64, mut choice: Option<Choice>, co
                     // No swap for it: a clean page of the process goes instead, if it has one
                     // (no disk I/O needed); the process ends only when every page is dirty.
                     let clean = vm.clock.pages().map(|p| p.va).find(|&va| !space.page_info(va).is_some_and(|i| i.dirty));
-                    let Some(clean) = clean else { return Err(FaultError::Swap(e)) };
+                    let Some(clean) = clean else {
+                        // Within its limit, a process is not ended because memory is short:
+                        // it takes a frame if one is left (checked below).
+                        if (vm.clock.len() as u64) < vm.limit {
+                            vm.counters.evictions -= 1;
+                            break;
+                        }
+                        return Err(FaultError::Swap(e));
+                    };
                     vm.clock.remove(clean);
                     space.unmap_page(clean);
                     continue;
@@ -608,6 +711,7 @@ pub fn on_user_fault(frame: &mut TrapFrame, fault: arch::UserFault) {
         arch::UserFault::Page { addr, .. } => kill_for_fault(frame, "page fault", Some(addr)),
         arch::UserFault::Exception { name, .. } => kill_for_fault(frame, name, None),
     }
+    leave_kernel();
 }
 
 /// A CPU exception in user mode the kernel cannot resolve: the process is killed; the kernel

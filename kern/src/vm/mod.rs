@@ -55,6 +55,31 @@ pub const RESIDENT_FLOOR: u64 = 16;
 /// own process's pages before taking a new frame: memory pressure is paid by the process that
 /// asks for more, never by another process.
 pub const LOW_WATER_FRAMES: u64 = 256;
+/// Clean pages taken at most from a process over its share per fault under memory pressure.
+pub const TRIM_BATCH: usize = 8;
+
+/// The low-water mark in use (`LOW_WATER_FRAMES`; tests raise it to make memory look short).
+#[cfg(target_os = "none")]
+static LOW_WATER: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(LOW_WATER_FRAMES);
+
+#[cfg(target_os = "none")]
+pub fn low_water() -> u64 {
+    LOW_WATER.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+/// Sets the low-water mark (for tests; `LOW_WATER_FRAMES` is the normal value).
+#[cfg(target_os = "none")]
+pub fn set_low_water(frames: u64) {
+    LOW_WATER.store(frames, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// How many pages of a process with `resident` pages to trim when the resident pages of the
+/// `processes` processes that have any add up to `total`: what it holds over an equal share,
+/// at most `TRIM_BATCH`, never below the floor.
+pub fn over_share(resident: usize, total: usize, processes: usize) -> usize {
+    let share = (total / processes.max(1)).max(RESIDENT_FLOOR as usize);
+    resident.saturating_sub(share).min(TRIM_BATCH)
+}
 
 /// Pages to their swap slots, as a sorted vector: insertion reports a failed allocation
 /// (the fault path must not panic when the heap is short, nor when a test makes it fail).
@@ -125,6 +150,9 @@ pub struct VmCounters {
     pub swap_outs: u64,
     pub graft_choices: u64,
     pub graft_aborts: u64,
+    /// Clean pages taken from this process because memory was short and it held more than
+    /// an equal share (counted in `evictions` too).
+    pub trimmed: u64,
 }
 
 /// A process's pageable memory: what is resident, what swap holds, what is in flight.
@@ -178,6 +206,7 @@ impl ProcessVm {
                 swap_outs: 0,
                 graft_choices: 0,
                 graft_aborts: 0,
+                trimmed: 0,
             },
         }
     }
@@ -273,6 +302,15 @@ impl ProcessVm {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_what_is_over_an_equal_share_is_trimmed() {
+        assert_eq!(over_share(64, 96, 2), 8);
+        assert_eq!(over_share(52, 96, 2), 4);
+        assert_eq!(over_share(20, 96, 2), 0);
+        assert_eq!(over_share(30, 40, 4), 14.min(TRIM_BATCH));
+        assert_eq!(over_share(10, 10, 0), 0);
+    }
 
     #[test]
     fn limits_stay_between_floor_and_ceiling() {
@@ -407,6 +445,36 @@ mod ktests {
             check_eq!(code, Some(0));
             check_eq!(after.evictions, before.evictions);
             check!(after.resident >= before.resident, "the holder went from {} to {} resident pages", before.resident, after.resident);
+            Ok(())
+        }
+
+        // Memory short: a process holding more than an equal share of the resident pages gives
+        // clean pages back to another's faults, never below that share.
+        fn memory_pressure_trims_a_process_over_its_share() -> TestResult {
+            let holder = task::spawn("bin/dbsim", &["bin/dbsim", "hold", "64", "5000", "read"], None)
+                .map_err(|e| fail(format!("spawn: {e:?}")))?;
+            let start = crate::time::uptime_ms();
+            let before = loop {
+                let s = task::vm_stats(holder).ok_or_else(|| fail("holder gone".into()))?;
+                if s.resident >= 64 {
+                    break s;
+                }
+                if crate::time::uptime_ms() - start > 20_000 {
+                    return Err(fail(format!("the holder never had its pages resident: {s:?}")));
+                }
+                arch::without_interrupts(task::schedule);
+                arch::wait_for_interrupt();
+            };
+            // Make memory look short to every fault.
+            super::set_low_water(u64::MAX / 4);
+            let pager = task::spawn("bin/dbsim", &["bin/dbsim", "faultbench"], None);
+            let code = pager.ok().and_then(task::run_to_exit);
+            super::set_low_water(super::LOW_WATER_FRAMES);
+            let after = task::vm_stats(holder).ok_or_else(|| fail("holder gone".into()))?;
+            check_eq!(code, Some(0));
+            check!(after.resident < before.resident, "the holder kept {} of {} pages", after.resident, before.resident);
+            check!(after.resident >= super::RESIDENT_FLOOR, "the holder was trimmed to {} pages", after.resident);
+            check!(after.evictions > before.evictions);
             Ok(())
         }
 

@@ -11,7 +11,8 @@
 //!   came back and no swap slot is left once the memory is unmapped.
 //! - `dbsim test` (also `dbsim`, as init runs it): `verify`, `hostile` with the two hostile
 //!   `vm.pick_victim` grafts of the ramdisk, then `demo`.
-//! - `dbsim hold PAGES MS`: for the kernel's tests, keeps PAGES marked pages resident for MS ms.
+//! - `dbsim hold PAGES MS [read]`: for the kernel's tests, keeps PAGES marked pages resident for
+//!   MS ms (written, or only read: clean).
 //! - `dbsim faultbench [graft]`: for the kernel's benchmark, faults on clean pages only.
 //! - `dbsim hostile GRAFT...`: attaches each `vm.pick_victim` graft (e.g. one that returns a
 //!   bad index, one that never returns) and runs the workload under it: every call must abort,
@@ -334,10 +335,16 @@ fn hostile(paths: &[&str]) -> i32 {
 
 /// For the kernel's tests: maps and marks `pages` pages, writes them, sleeps `ms` while the
 /// kernel looks at their state, then checks them; exits 0 if they came back intact.
-fn hold(pages: usize, ms: u64) -> i32 {
+fn hold(pages: usize, ms: u64, read_only: bool) -> i32 {
     let Ok(r) = Region::new(pages) else { return 2 };
     if vm::mark(r.base.cast(), pages * PAGE, true).is_err() {
         return 2;
+    }
+    if read_only {
+        // Clean pages: the kernel may drop them under memory pressure and zero-fill them again.
+        let sum: u64 = (0..pages).map(|p| r.read(p, 0)).sum();
+        let _ = sys::sleep(ms);
+        return i32::from(sum != 0);
     }
     for p in 0..pages {
         r.fill(p, 7);
@@ -377,7 +384,11 @@ fn main(args: &[&str]) -> i32 {
         "demo" => demo(),
         "verify" => verify(),
         "faultbench" => faultbench(args.get(2) == Some(&"graft")),
-        "hold" => hold(args.get(2).and_then(|a| ulib::args::parse_i32(a)).unwrap_or(16).max(1) as usize, args.get(3).and_then(|a| ulib::args::parse_i32(a)).unwrap_or(1000).max(0) as u64),
+        "hold" => hold(
+            args.get(2).and_then(|a| ulib::args::parse_i32(a)).unwrap_or(16).max(1) as usize,
+            args.get(3).and_then(|a| ulib::args::parse_i32(a)).unwrap_or(1000).max(0) as u64,
+            args.get(4) == Some(&"read"),
+        ),
         "hostile" => hostile(&args[2..]),
         "test" => {
             let v = verify();
