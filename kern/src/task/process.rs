@@ -243,7 +243,7 @@ fn finish_process(pid: ProcessId) {
             space = p.space.take();
             p.lazy = Vec::new();
             // Its swap slots, those of pages in flight too (its threads are gone).
-            p.vm.release_all(swap::free_slot);
+            p.vm.release_all(swap::free_slot, swap::free_slot_later);
         }
         t.run.drop_group(pid);
         if let Some(space) = space {

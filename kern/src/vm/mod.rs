@@ -278,17 +278,19 @@ impl ProcessVm {
         self.transit.retain(|va, _| !inside(va));
     }
 
-    /// Gives every slot the process holds to `free` (at its end): those of pages in transit
-    /// too, whose completions will never run (the process's threads are gone).
-    pub fn release_all(&mut self, mut free: impl FnMut(Slot)) {
+    /// Gives every slot the process holds back (at its end): those of swapped pages to `free`,
+    /// those of pages in transit to `free_later` (their completions will never run, as the
+    /// process's threads are gone, but a write may still be on its way to the slot).
+    pub fn release_all(&mut self, mut free: impl FnMut(Slot), mut free_later: impl FnMut(Slot)) {
         let swapped = core::mem::take(&mut self.swapped);
-        for (_, slot) in swapped.iter() {
-            free(slot);
-        }
-        for (va, slot) in core::mem::take(&mut self.transit).iter() {
-            if swapped.get(va) != Some(slot) {
+        let transit = core::mem::take(&mut self.transit);
+        for (va, slot) in swapped.iter() {
+            if transit.get(va) != Some(slot) {
                 free(slot);
             }
+        }
+        for (_, slot) in transit.iter() {
+            free_later(slot);
         }
         self.clock = Clock::new();
     }
@@ -349,10 +351,9 @@ mod tests {
         assert!(vm.clock.is_empty() && vm.transit.is_empty());
         assert_eq!(vm.slot_count(), 1);
         vm.transit.try_insert(0x8000, Slot(7)).unwrap();
-        let mut all = Vec::new();
-        vm.release_all(|s| all.push(s));
-        all.sort();
-        assert_eq!(all, [Slot(7), Slot(9)]);
+        let (mut now, mut later) = (Vec::new(), Vec::new());
+        vm.release_all(|s| now.push(s), |s| later.push(s));
+        assert_eq!((now, later), (alloc::vec![Slot(9)], alloc::vec![Slot(7)]));
     }
 }
 

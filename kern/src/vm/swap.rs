@@ -61,10 +61,40 @@ fn disk() -> Option<&'static Arc<Disk>> {
     .as_ref()
 }
 
+/// Slots of pages whose write was in flight when their process ended, with when: a slot is
+/// handed out again only once that write must have landed.
+static QUARANTINE: Mutex<Vec<(Slot, u64)>> = Mutex::new(Vec::new());
+/// How long a quarantined slot waits (a page write takes milliseconds).
+const QUARANTINE_MS: u64 = 1000;
+
+/// Frees `slot` once a write that may still be on its way to it has landed.
+pub fn free_slot_later(slot: Slot) {
+    let now = crate::time::uptime_ms();
+    let queued = crate::arch::without_interrupts(|| {
+        let mut q = QUARANTINE.lock();
+        q.try_reserve(1).is_ok() && {
+            q.push((slot, now));
+            true
+        }
+    });
+    if !queued {
+        // No memory to remember it: freeing it now is the lesser harm than losing it.
+        free_slot(slot);
+    }
+}
+
 pub fn alloc_slot() -> Result<Slot, SwapError> {
     disk().ok_or(SwapError::NoDisk)?;
+    let now = crate::time::uptime_ms();
     crate::arch::without_interrupts(|| {
         let mut m = SLOTS.lock();
+        QUARANTINE.lock().retain(|&(slot, since)| {
+            let keep = now.saturating_sub(since) < QUARANTINE_MS;
+            if !keep {
+                let _ = m.free(slot);
+            }
+            keep
+        });
         if u64::from(m.in_use()) >= CAP.load(Ordering::Relaxed) {
             return Err(SwapError::Full);
         }
