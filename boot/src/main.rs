@@ -59,6 +59,15 @@ enum Command {
     /// Decrypt a file the guest wrote through the XTEA write filter (sample-grafts/
     /// xtea_write_filter.graft: XTEA-CTR, its key and nonce) and check it is fsgrafts's text.
     CheckXtea { file: PathBuf },
+    /// Check that a file read back from the guest's disk holds `bytes` bytes of the storage test
+    /// pattern of `seed` (what crashtest wrote and fsynced).
+    CheckSeeded {
+        file: PathBuf,
+        #[arg(long)]
+        seed: u32,
+        #[arg(long)]
+        bytes: usize,
+    },
     /// Check that a file read back from the guest's disk holds fstest's pattern: `len` bytes,
     /// byte i = (i * 7 + i / 1000) % 256.
     CheckFilePattern {
@@ -112,6 +121,16 @@ fn main() -> ExitCode {
             }
         }
         Command::CheckXtea { file } => check_xtea(&file),
+        Command::CheckSeeded { file, seed, bytes } => {
+            let data = std::fs::read(&file).unwrap_or_default();
+            if data.len() == bytes && storage::pattern::first_mismatch(seed, 0, &data).is_none() {
+                println!("host: {} holds its {bytes} bytes as the guest wrote them", file.display());
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("host: {} holds {} bytes, not the {bytes} bytes the guest wrote and fsynced", file.display(), data.len());
+                ExitCode::from(1)
+            }
+        }
     }
 }
 

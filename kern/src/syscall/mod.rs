@@ -46,6 +46,8 @@ pub fn dispatch(frame: &mut SyscallFrame) {
         log::warn!("system call returning to non-canonical {:#x}; process killed", frame.rip);
         task::exit_process(128 + 11);
     }
+    // Back to user mode: a thread whose process ended while it was busy here dies now.
+    task::leave_kernel();
 }
 
 /// Whether fault injection counts `sys`'s allocations: every call but those that may block

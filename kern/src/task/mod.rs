@@ -36,7 +36,7 @@ mod wait;
 
 #[cfg(target_os = "none")]
 pub use process::{
-    ChildState, USER_STACK_TOP, child_state, exit_process, map_memory, on_user_fault, resolve_kernel_fault, run_to_exit, spawn,
+    ChildState, USER_STACK_TOP, child_state, exit_process, leave_kernel, map_memory, on_user_fault, resolve_kernel_fault, run_to_exit, spawn,
     spawn_init, unmap_memory, wait,
 };
 #[cfg(target_os = "none")]

@@ -187,6 +187,9 @@ pub(super) fn block_with(reason: Blocked, deadline_ns: Option<u64>, register: im
         th.state = State::Blocked(reason);
         th.wake = Wake::Event;
         th.deadline = deadline_ns;
+        if reason == Blocked::Queue {
+            th.busy = true;
+        }
         if let Some(at) = deadline_ns {
             t.deadlines.add(at, cur);
         }

@@ -76,6 +76,12 @@ pub(super) struct Thread {
     /// The thread's transaction: every graft point it reaches runs in it (VINO's per-thread
     /// transactions), with the thread's own lock-owner identity.
     pub txn: ThreadTxn,
+    /// In the kernel past an uninterruptible wait (disk I/O, the file system's lock) since it
+    /// last returned to user mode: it may hold kernel locks or be half-way through changing
+    /// kernel state, so it cannot simply be removed.
+    pub busy: bool,
+    /// Its process ended while it was busy: it dies on its way back to user mode.
+    pub doomed: bool,
 }
 
 impl Thread {
@@ -237,6 +243,8 @@ impl Tasks {
             woke_from_wait: false,
             preempted: false,
             txn,
+            busy: false,
+            doomed: false,
         })
         .map_err(|_| Error::NoMemory)?;
         self.next_tid += 1;
@@ -250,8 +258,18 @@ impl Tasks {
         Ok(tid)
     }
 
-    /// Takes `tid` off every table; its stack and log are freed once no CPU runs it.
+    /// Takes `tid` off every table; its stack and log are freed once no CPU runs it. A thread
+    /// busy in the kernel (not the running one) is only doomed: it finishes what it is doing
+    /// (and releases what it holds) and dies on its way back to user mode.
     pub fn kill_thread(&mut self, tid: Tid) {
+        if tid != self.current {
+            if let Some(th) = self.threads.get_mut(&tid) {
+                if th.busy {
+                    th.doomed = true;
+                    return;
+                }
+            }
+        }
         // Off every wait list first (as a wake-up would), then out of the run queue.
         self.wake(tid, Wake::Event);
         if let Some(mut th) = self.threads.remove(&tid) {

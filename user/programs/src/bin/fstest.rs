@@ -673,6 +673,27 @@ fn descriptors_per_process(dir: &str) -> TestResult {
     Ok(())
 }
 
+/// A 16 MiB file made by run.sh (more than the buffer cache holds).
+const BIG_FILE: &str = "/data/big.bin";
+
+/// A process that exits while another of its threads is inside the file system (holding its
+/// lock, waiting for the disk) must not leave the file system locked or half-changed: that
+/// thread finishes its call and dies on its way out; other processes go on using files.
+fn exit_while_a_thread_is_in_the_file_system(dir: &str) -> TestResult {
+    if file::stat(BIG_FILE).is_err() {
+        return Err(format!("{BIG_FILE} is missing (run.sh makes it)"));
+    }
+    let p = file::join(dir, "after");
+    for ms in [3u64, 7, 12, 20, 31] {
+        let code = ok!(process::run("fstest", &["--exit-race", &format!("{ms}")]));
+        check!(code == 0, "the racing child exited with {code}");
+        // The file system still answers, and still writes.
+        ok!(file::write_file(&p, format!("after a race of {ms} ms").as_bytes()));
+        check!(read_all(&p)? == format!("after a race of {ms} ms").as_bytes(), "the file system misbehaves after the race");
+    }
+    Ok(())
+}
+
 /// Writes the files the host checks after the guest powers off, reads them back, syncs.
 fn known_files(_dir: &str) -> TestResult {
     let pattern: Vec<u8> = (0..PATTERN_LEN).map(known_pattern).collect();
@@ -710,6 +731,7 @@ const TESTS: &[Test] = &[
     ("bad_pointers", bad_pointers),
     ("fsync_and_sync", fsync_and_sync),
     ("descriptors_per_process", descriptors_per_process),
+    ("exit_while_a_thread_is_in_the_file_system", exit_while_a_thread_is_in_the_file_system),
     ("known_files", known_files),
 ];
 
@@ -735,9 +757,33 @@ fn report(name: &str, r: TestResult) -> bool {
     }
 }
 
+/// `fstest --exit-race MS`: a thread reads a large file over and over (so that it is inside
+/// the file system, often waiting for the disk) while the main thread exits the process after
+/// `MS` milliseconds.
+fn exit_race(args: &[&str]) -> i32 {
+    let ms = args.first().and_then(|s| parse_u64(s)).unwrap_or(10);
+    let reader = ulib::thread::spawn(|| {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            if let Ok(mut f) = File::open(BIG_FILE, flags::READ) {
+                while let Ok(1..) = f.read(&mut buf) {}
+            }
+        }
+    });
+    if reader.is_err() {
+        return 5;
+    }
+    let _ = sys::sleep(ms);
+    // The process ends while its reader is (most likely) inside the file system.
+    0
+}
+
 fn main(args: &[&str]) -> i32 {
     if args.get(1) == Some(&"--child") {
         return child(&args[2..]);
+    }
+    if args.get(1) == Some(&"--exit-race") {
+        return exit_race(&args[2..]);
     }
     match file::fs_info() {
         Ok(_) => {}
