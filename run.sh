@@ -7,6 +7,8 @@
 #   ./run.sh shell      boot to the interactive shell on this terminal (Ctrl-A X quits QEMU)
 #   ./run.sh bench      the overhead table, measured in the guest under -icount (instructions)
 #   ./run.sh gdb        boot the shell with QEMU's gdb stub waiting; prints the gdb command
+#   ./run.sh fuzz       a million random system calls (FUZZ_CALLS=N for another count), then
+#                       every kernel counter must be back at its baseline
 #   ./run.sh setup      only install what is missing (toolchain, QEMU)
 #   ./run.sh build      only build the host tools, user programs, grafts and disk images
 #
@@ -351,7 +353,31 @@ cmd_gdb() {
   "$BOOT" run "$BUILD/kern.img" --gdb --disk "$BUILD/fs.img" --disk "$BUILD/swap.img" --cmdline "mode=shell ${CMDLINE:-}"
 }
 
+cmd_fuzz() {
+  cmd_build
+  local calls=${FUZZ_CALLS:-1000000} line verdict=""
+  say "fuzzing the system calls: $calls random calls from 4 threads (robust fuzz in the shell)"
+  # The shell runs `robust fuzz N` (sysfuzz, then every kernel counter must be back at its
+  # baseline), then exits, which powers the machine off. Input is typed once the shell is up.
+  : > "$BUILD/fuzz.log"
+  coproc QEMU { timeout "${TIMEOUT:-1800}" "$BOOT" run "$BUILD/kern.img" --interactive --disk "$BUILD/fs.img" \
+    --disk "$BUILD/swap.img" --cmdline "mode=shell log=warn ${CMDLINE:-}" 2>&1; }
+  local out=${QEMU[0]} qin=${QEMU[1]} pid=$QEMU_PID
+  while IFS= read -r line <&"$out"; do
+    printf '%s\n' "$line" | tee -a "$BUILD/fuzz.log"
+    case $line in
+      *"graft kernel shell, pid"*) printf 'robust fuzz %s\n' "$calls" >&"$qin" ;;
+      *"random system calls; counters back at baseline"*) verdict=ok; printf 'exit\n' >&"$qin" ;;
+      *FAILED*|*PANIC*) verdict=failed; printf 'exit 1\n' >&"$qin" ;;
+    esac
+  done
+  wait "$pid" 2>/dev/null || true
+  [ "$verdict" = ok ] || die "fuzz: FAILED (see $BUILD/fuzz.log)"
+  echo "fuzz: $calls calls, no panic, every kernel counter back at its baseline"
+}
+
 case "$COMMAND" in
+  fuzz) cmd_fuzz ;;
   gdb) cmd_gdb ;;
   demo) cmd_demo ;;
   bench) cmd_bench ;;

@@ -293,7 +293,7 @@ pub const GRAFT_OVERHEAD: u64 = 4096;
 /// tests: the charge is an upper bound of the peak): charged to the loading process for the
 /// duration of the load.
 pub const COMPILE_BYTES_PER_INST: u64 = 2048;
-pub const COMPILE_BYTES_PER_BLOCK: u64 = 4096;
+pub const COMPILE_BYTES_PER_BLOCK: u64 = 16 * 1024;
 pub const COMPILE_BYTES_MIN: u64 = 512 * 1024;
 
 /// What a load charges before it decodes: the decoded module (kept as the graft's verified

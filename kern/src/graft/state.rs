@@ -24,7 +24,7 @@ pub const DEFAULT_MEMORY_LIMIT: u64 = 64 * 1024;
 /// Most `mem.alloc` allocations a process's grafts may hold at once.
 pub const MAX_ALLOCATIONS: usize = 1024;
 /// Kernel memory one process may be charged for, in bytes.
-pub const KERNEL_MEMORY_PER_PROCESS: u64 = 24 * 1024 * 1024;
+pub const KERNEL_MEMORY_PER_PROCESS: u64 = 32 * 1024 * 1024;
 /// Bytes the kernel keeps for itself: a charge that would leave less free is refused.
 pub const KERNEL_RESERVE: u64 = 12 * 1024 * 1024;
 

@@ -362,6 +362,40 @@ b0(v0: handle<file>, v1: i64, v2: i64):
     Ok(())
 }
 
+/// A load charges its data region, module and overhead to the installer for as long as the
+/// graft is loaded; past the process's budget the load is refused (and charges nothing), and
+/// unloading gives everything back.
+pub fn loads_are_charged_to_their_installer_within_a_budget() -> TestResult {
+    let pid = ProcessId(318);
+    let big = graft_text("", "    return v1").replace("data_size=64", "data_size=1048576");
+    check_eq!(state::kernel_charged(pid), 0);
+    let first = load_text(pid, &big)?;
+    let one = state::kernel_charged(pid);
+    check!(one >= 1 << 20, "a graft with a 1 MiB data region charged {one} bytes");
+    let mut ids = alloc::vec![first];
+    let refused = loop {
+        let module = graft_ir::parse(&big).map_err(|e| fail(format!("parse: {e}")))?;
+        let blob = graft_ir::encode(&module).map_err(|e| fail(format!("encode: {e}")))?;
+        match runtime::load(pid, &blob) {
+            Ok(id) => ids.push(id),
+            Err(e) => break e,
+        }
+        check!(ids.len() <= runtime::MAX_GRAFTS_PER_PROCESS, "no refusal");
+    };
+    check!(
+        matches!(refused, runtime::LoadError::Memory(state::ChargeError::OverBudget { .. })),
+        "refused with {refused}"
+    );
+    check_eq!(state::kernel_charged(pid), one * ids.len() as u64);
+    check!(state::kernel_charged(pid) <= state::KERNEL_MEMORY_PER_PROCESS);
+    for id in ids {
+        runtime::unload(pid, id).map_err(|e| fail(format!("unload: {e}")))?;
+    }
+    check_eq!(state::kernel_charged(pid), 0);
+    super::forget_process(pid);
+    Ok(())
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         #[cfg(test)]
@@ -392,6 +426,7 @@ both!(
     result_equals_the_interpreter,
     filter_abort_restores_the_data,
     compute_ra_result_is_validated,
+    loads_are_charged_to_their_installer_within_a_budget,
 );
 
 /// The watchdog stops a call that would run for a very long time on its fuel: the timer
@@ -422,6 +457,31 @@ mod kernel_only {
             check_eq!(state::digest(pid), digest);
             check_eq!(process_locks_held(pid), 0);
             runtime::unload(pid, id).map_err(|e| fail(format!("unload: {e}")))?;
+            Ok(())
+        }
+
+        // The heap a load uses at its peak (decoding, verification, compilation) stays within
+        // what it charges, for the most expensive modules the limits allow.
+        fn load_peak_memory_is_charged() -> TestResult {
+            let pid = ProcessId(319);
+            for (shape, make) in runtime::worst_case::SHAPES {
+                let (module, blob) = runtime::worst_case::largest(make).ok_or_else(|| fail(format!("{shape}: no module fits")))?;
+                let blocks: usize = module.functions.iter().map(|f| f.blocks.len()).sum();
+                let charge = runtime::compile_charge(module.inst_count(), blocks) + runtime::decode_charge(blob.len());
+                drop(module);
+                crate::memory::reset_heap_peak();
+                let before = crate::memory::heap_stats().requested;
+                let r = runtime::load(pid, &blob);
+                let peak = (crate::memory::heap_stats().peak - before) as u64;
+                match r {
+                    Ok(id) => runtime::unload(pid, id).map_err(|e| fail(format!("unload: {e}")))?,
+                    // Refused by the budget before compiling: nothing to measure.
+                    Err(runtime::LoadError::Memory(_)) => continue,
+                    Err(e) => return Err(fail(format!("{shape}: {e}"))),
+                }
+                check!(peak <= charge, "{shape}: peak {peak} bytes, charged {charge}");
+            }
+            check_eq!(state::kernel_charged(pid), 0);
             Ok(())
         }
 
