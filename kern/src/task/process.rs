@@ -365,6 +365,9 @@ enum FaultError {
     NoMemory,
     /// A dirty page had to go to swap and could not.
     Swap(SwapError),
+    /// The process ended while this thread was busy resolving the fault (it dies on its way
+    /// back to user mode).
+    Ended,
 }
 
 impl core::fmt::Display for FaultError {
@@ -373,6 +376,7 @@ impl core::fmt::Display for FaultError {
             FaultError::Unmapped => write!(f, "page fault"),
             FaultError::NoMemory => write!(f, "out of memory backing a page"),
             FaultError::Swap(e) => write!(f, "{e} while backing a page"),
+            FaultError::Ended => write!(f, "the process ended"),
         }
     }
 }
@@ -516,6 +520,9 @@ fn plan(t: &mut Tasks, pid: ProcessId, page: u64, mut choice: Option<Choice>, co
         trim_others(t, pid);
     }
     let p = t.procs.get_mut(&pid).ok_or(FaultError::Unmapped)?;
+    if p.exit_code.is_some() {
+        return Err(FaultError::Ended);
+    }
     if !in_lazy(p, page) {
         return Err(FaultError::Unmapped);
     }
@@ -704,8 +711,10 @@ pub fn on_user_fault(frame: &mut TrapFrame, fault: arch::UserFault) {
             let start = crate::time::rdtsc();
             let resolved = resolve_fault(addr);
             crate::vm::cost::record(crate::time::rdtsc().wrapping_sub(start));
-            if let Err(e) = resolved {
-                kill_for_fault(frame, &alloc::format!("{e}"), Some(addr));
+            match resolved {
+                // Dies in `leave_kernel` below.
+                Ok(()) | Err(FaultError::Ended) => {}
+                Err(e) => kill_for_fault(frame, &alloc::format!("{e}"), Some(addr)),
             }
         }
         arch::UserFault::Page { addr, .. } => kill_for_fault(frame, "page fault", Some(addr)),
@@ -728,6 +737,16 @@ fn kill_for_fault(frame: &TrapFrame, what: &str, addr: Option<u64>) -> ! {
         None => log::warn!("process {} ({name}) thread {}: {what} at rip {:#x}; killed", pid.0, tid.0, frame.rip),
     }
     end_process(pid, 128 + 11);
+    // If another thread had ended the process first, this one (busy in the kernel until now)
+    // is still there: it dies on its way out, as any doomed thread.
+    let still_here = arch::without_interrupts(|| {
+        let mut t = tasks();
+        let cur = t.current;
+        t.threads.get_mut(&cur).map(|th| th.doomed = true).is_some()
+    });
+    if still_here {
+        leave_kernel();
+    }
     schedule();
     unreachable!("a killed process was scheduled");
 }
