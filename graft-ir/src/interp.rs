@@ -5,17 +5,21 @@
 //! obviously right over speed.
 //!
 //! Semantics in brief (`docs/graft-ir.md` has the full text):
-//! - **fuel**: on entry to every block (a function's entry block included) the block's
-//!   instruction count, terminator included, is charged; if less fuel remains, the call
-//!   aborts `OutOfFuel` before the block runs. A `call_import` additionally charges the
-//!   callable's `cost` just before calling it, with the same rule.
-//! - **calls**: the entry function runs at depth 1; a `call` that would run a frame at
-//!   depth `MAX_CALL_DEPTH + 1` aborts `CallDepthExceeded` (before any fuel is charged for
-//!   the callee).
+//! - **fuel**: a running count starts at the fuel granted (at most `i64::MAX`). Entering a
+//!   block subtracts its instruction count, terminator included, and a `call_import` the
+//!   callable's `cost`; the count may go below zero between **fuel checks**, which abort
+//!   `OutOfFuel` if it is below zero: on entry to a function's entry block and to every
+//!   target of a retreating edge ([`fuel_check_blocks`]), after an import's cost, before a
+//!   `call` and at a `return`. Every cycle of a CFG contains a retreating edge, so a loop
+//!   cannot run unchecked. A call that ends leaves `max(count, 0)`: 0 after `OutOfFuel`.
+//! - **calls**: the entry function runs at depth 1; a `call` checks the fuel, then aborts
+//!   `CallDepthExceeded` if it would run a frame at depth `MAX_CALL_DEPTH + 1` (before the
+//!   callee's entry block is charged).
 //! - **memory**: the offset is `zext64(vo) + imm` (wrapping in 64 bits). On `r0` (size `S`)
 //!   it is masked to `off & (S - w)`; on `r1..` (length `len`) the access is allowed iff
 //!   `w <= len && off <= len - w`, else `OutOfBounds`. Little-endian.
 
+use alloc::rc::Rc;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
@@ -23,7 +27,8 @@ use core::fmt;
 use crate::abi::Callable;
 use crate::abort::AbortReason;
 use crate::entity::{FuncRef, Region, Value};
-use crate::ir::{BlockCall, InstData, Module};
+use crate::entity::Block;
+use crate::ir::{BlockCall, Function, InstData, Module};
 use crate::limits::MAX_CALL_DEPTH;
 use crate::opcode::{IntCC, Opcode};
 use crate::types::{HandleKind, Type};
@@ -163,9 +168,12 @@ pub fn run(
         return Err(AbortReason::HostContract);
     }
     let bits: Vec<u64> = args.iter().map(|a| a.to_bits()).collect();
-    let mut m = Machine { v: verified, regions, fuel: *fuel, host };
+    let checks = vec![None; verified.module().functions.len()];
+    let granted = i64::try_from(*fuel).unwrap_or(i64::MAX);
+    let mut m = Machine { v: verified, regions, fuel: granted, host, checks };
     let r = m.call(func, &bits, 1);
-    *fuel = m.fuel;
+    // Below zero only between checks; an abort there (or `OutOfFuel`) leaves none.
+    *fuel = m.fuel.max(0) as u64;
     let r = r?;
     Ok(match (f.sig.ret, r) {
         (Some(t), Some(b)) => Some(DataValue::from_bits(t, b)),
@@ -176,8 +184,73 @@ pub fn run(
 struct Machine<'a, 'r, H> {
     v: &'a Verified,
     regions: &'a mut [&'r mut [u8]],
-    fuel: u64,
+    /// The running fuel count: below zero only between two fuel checks.
+    fuel: i64,
     host: &'a mut H,
+    /// Per function, once it has run: [`fuel_check_blocks`].
+    checks: Vec<Option<Rc<Vec<bool>>>>,
+}
+
+/// The reachable blocks of `f` in reverse post-order of the depth-first search from `b0`
+/// that visits a terminator's targets in order (`brif`: then, else). The JIT lowers blocks in
+/// this order and both it and the interpreter place fuel checks by it.
+pub fn reverse_post_order(f: &Function) -> Vec<Block> {
+    let n = f.blocks.len();
+    let mut seen = vec![false; n];
+    let mut post = Vec::with_capacity(n);
+    // (block, index of the next successor to visit)
+    let mut stack: Vec<(usize, usize)> = Vec::new();
+    if n > 0 {
+        seen[0] = true;
+        stack.push((0, 0));
+    }
+    while let Some(top) = stack.last_mut() {
+        let (bi, next) = *top;
+        let succs = f.blocks[bi].insts.last().map(|i| i.data.targets()).unwrap_or_default();
+        if let Some(t) = succs.get(next) {
+            top.1 += 1;
+            let ti = t.block.index();
+            if ti < n && !seen[ti] {
+                seen[ti] = true;
+                stack.push((ti, 0));
+            }
+        } else {
+            post.push(Block(bi as u32));
+            stack.pop();
+        }
+    }
+    post.reverse();
+    post
+}
+
+/// Which blocks of `f` check the fuel on entry (indexed by block number): `b0`, and the
+/// target of every **retreating edge**, an edge `u -> v` of reachable blocks with
+/// `rpo(v) <= rpo(u)` in [`reverse_post_order`].
+///
+/// Complete for any CFG, reducible or not: every edge that is not retreating goes to a block
+/// strictly later in the order, so a path made only of such edges never comes back to where
+/// it started, and every cycle holds a retreating edge, whose target checks.
+pub fn fuel_check_blocks(f: &Function) -> Vec<bool> {
+    let order = reverse_post_order(f);
+    let mut rpo = vec![usize::MAX; f.blocks.len()];
+    for (i, b) in order.iter().enumerate() {
+        rpo[b.index()] = i;
+    }
+    let mut check = vec![false; f.blocks.len()];
+    if let Some(c) = check.first_mut() {
+        *c = true;
+    }
+    for b in &order {
+        let from = rpo[b.index()];
+        let succs = f.blocks[b.index()].insts.last().map(|i| i.data.targets()).unwrap_or_default();
+        for t in succs {
+            let ti = t.block.index();
+            if rpo.get(ti).is_some_and(|&to| to <= from) {
+                check[ti] = true;
+            }
+        }
+    }
+    check
 }
 
 fn mask(bits: u32) -> u64 {
@@ -241,12 +314,16 @@ fn compare(cond: IntCC, bits: u32, a: u64, b: u64) -> bool {
 }
 
 impl<H: Host> Machine<'_, '_, H> {
-    fn charge(&mut self, cost: u64) -> Result<(), AbortReason> {
-        if self.fuel < cost {
-            return Err(AbortReason::OutOfFuel);
-        }
-        self.fuel -= cost;
-        Ok(())
+    /// Subtract `cost` from the running fuel, without a check. Costs are block lengths and
+    /// callable costs (at most 2^16), and fewer than 2^40 of them run between two checks, so
+    /// the count never comes near `i64::MIN`.
+    fn spend(&mut self, cost: u64) {
+        self.fuel = self.fuel.saturating_sub(cost as i64);
+    }
+
+    /// A fuel check: abort `OutOfFuel` if more has been spent than granted.
+    fn check_fuel(&self) -> Result<(), AbortReason> {
+        if self.fuel < 0 { Err(AbortReason::OutOfFuel) } else { Ok(()) }
     }
 
     /// The byte range of an access of `width` bytes at `off` in `region`.
@@ -293,15 +370,33 @@ impl<H: Host> Machine<'_, '_, H> {
         let v = self.v;
         let f = v.module().function(func).ok_or(AbortReason::HostContract)?;
         let types = v.value_types(func);
+        let slot = self.checks.get_mut(func.index()).ok_or(AbortReason::HostContract)?;
+        let checks = Rc::clone(slot.get_or_insert_with(|| Rc::new(fuel_check_blocks(f))));
+        self.run_body(f, args, depth, types, &checks)
+    }
+
+    fn run_body(
+        &mut self,
+        f: &Function,
+        args: &[u64],
+        depth: u32,
+        types: &[Type],
+        checks: &[bool],
+    ) -> Result<Option<u64>, AbortReason> {
+        let v = self.v;
         let mut vals = vec![0u64; types.len()];
         let ty = |x: Value| types.get(x.index()).copied().unwrap_or(Type::I64);
+        let mut bi = 0usize;
         let mut block = f.blocks.first().ok_or(AbortReason::HostContract)?;
         let mut incoming: Vec<u64> = args.to_vec();
         loop {
             for (p, &bits) in block.params.iter().zip(&incoming) {
                 vals[p.value.index()] = bits;
             }
-            self.charge(block.insts.len() as u64)?;
+            self.spend(block.insts.len() as u64);
+            if checks.get(bi).copied().unwrap_or(true) {
+                self.check_fuel()?;
+            }
             let mut next: Option<&BlockCall> = None;
             for inst in &block.insts {
                 let get = |x: Value| vals.get(x.index()).copied().unwrap_or(0);
@@ -334,12 +429,14 @@ impl<H: Host> Machine<'_, '_, H> {
                         None
                     }
                     InstData::Call { func: callee, args } => {
+                        self.check_fuel()?;
                         let a: Vec<u64> = args.iter().map(|&x| get(x)).collect();
                         self.call(*callee, &a, depth + 1)?
                     }
                     InstData::CallImport { import, args } => {
                         let c = v.callable(*import).ok_or(AbortReason::HostContract)?;
-                        self.charge(c.cost)?;
+                        self.spend(c.cost);
+                        self.check_fuel()?;
                         let a: Vec<DataValue> =
                             args.iter().map(|&x| DataValue::from_bits(ty(x), get(x))).collect();
                         let r = self.host.call(c, &a)?;
@@ -357,7 +454,10 @@ impl<H: Host> Machine<'_, '_, H> {
                         next = Some(if get(*cond) != 0 { then_dest } else { else_dest });
                         None
                     }
-                    InstData::Return { arg } => return Ok(arg.map(get)),
+                    InstData::Return { arg } => {
+                        self.check_fuel()?;
+                        return Ok(arg.map(get));
+                    }
                     InstData::Abort { code } => return Err(AbortReason::Explicit(*code)),
                 };
                 if let (Some(r), Some(bits)) = (inst.result, result)
@@ -368,6 +468,7 @@ impl<H: Host> Machine<'_, '_, H> {
             // The verifier guarantees every block ends in a terminator, so `next` is set.
             let dest = next.ok_or(AbortReason::HostContract)?;
             incoming = dest.args.iter().map(|x| vals.get(x.index()).copied().unwrap_or(0)).collect();
+            bi = dest.block.index();
             block = f.block(dest.block).ok_or(AbortReason::HostContract)?;
         }
     }

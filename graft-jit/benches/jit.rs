@@ -80,6 +80,15 @@ fn memory_loop() -> Verified {
     graft_ir::verify(mb.finish()).expect("benchmark module verifies")
 }
 
+/// With `GRAFT_BENCH_DUMP=DIR`, write each variant's code to `DIR/<what>.bin` (for
+/// `objdump -D -b binary -mi386:x86-64`).
+fn dump(what: &str, code: &[u8]) {
+    if let Ok(dir) = std::env::var("GRAFT_BENCH_DUMP") {
+        let name: String = what.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+        std::fs::write(std::path::Path::new(&dir).join(format!("{name}.bin")), code).expect("dump written");
+    }
+}
+
 fn time<F: FnMut()>(iters: u32, mut f: F) -> Duration {
     // Best of five batches: the least disturbed by the rest of the machine.
     (0..5)
@@ -131,6 +140,7 @@ fn sandbox_figures() {
     let mut base = None;
     for (name, unchecked) in variants {
         let compiled = graft_jit::compile_with(&v, &Options { verify_ir: false, unchecked }).expect("compiles");
+        dump(&format!("memory-loop {name}"), compiled.code());
         let loaded = Loaded::new(&compiled).expect("loads");
         let mut data = graft_ir::interp::initial_data(v.module());
         let mut buf = vec![0x11u8; LEN];
@@ -206,6 +216,7 @@ fn xtea_figures() {
         .map(|&(name, unchecked)| {
             let c = graft_jit::compile_with(&v, &Options { verify_ir: false, unchecked }).expect("compiles");
             let size = c.code().len();
+            dump(&format!("xtea {name}"), c.code());
             (name, Loaded::new(&c).expect("loads"), size)
         })
         .collect();

@@ -90,11 +90,34 @@ fn status(r: Status) -> Result<u64, AbortReason> {
     if r.status == 0 { Ok(r.result) } else { Err(AbortReason::from_u64(r.status).unwrap_or(AbortReason::HostContract)) }
 }
 
+/// The fuel semantics' two ends that compiled code leaves to the caller: a count above
+/// `i64::MAX` runs as `i64::MAX` (the code counts in i64), and `OutOfFuel` leaves none (the
+/// code traps without writing the count, which is below zero there).
+///
+/// # Safety
+/// `ctx` must be valid for reads and writes.
+#[inline(always)]
+unsafe fn with_fuel_rules(ctx: *mut Context, call: impl FnOnce() -> Status) -> Result<u64, AbortReason> {
+    // SAFETY: the caller guarantees `ctx` is valid; no call is running on it yet.
+    unsafe {
+        if (*ctx).fuel > i64::MAX as u64 {
+            (*ctx).fuel = i64::MAX as u64;
+        }
+    }
+    let r = status(call());
+    if r == Err(AbortReason::OutOfFuel) {
+        // SAFETY: as above; the call is over.
+        unsafe { (*ctx).fuel = 0 };
+    }
+    r
+}
+
 /// Call a compiled graft: `entry` is the address of its entry function (code base +
 /// [`crate::Compiled::entry_offset`]), `args` its arguments (the value's bits in the low end
 /// of each; slots past the entry's parameters are ignored). Returns the result bits (those
 /// above the result type's width are undefined) or why the call aborted. `ctx.fuel` holds the
-/// fuel left afterwards either way.
+/// fuel left afterwards either way (0 after `OutOfFuel`; a count above `i64::MAX` runs as
+/// `i64::MAX`).
 ///
 /// # Safety
 /// `entry` must be the entry function of code compiled by this crate and placed, unchanged,
@@ -105,8 +128,8 @@ fn status(r: Status) -> Result<u64, AbortReason> {
 /// says (see `docs/graft-jit.md`).
 #[inline(always)]
 pub unsafe fn enter(entry: u64, ctx: *mut Context, args: &[u64; ENTRY_ARGS]) -> Result<u64, AbortReason> {
-    // SAFETY: the caller upholds the contract above; the trampoline saves and restores every callee-saved register and the stack pointer, and returns normally on both paths.
-    status(unsafe { graft_jit_enter(ctx, args[0], args[1], args[2], 0, entry) })
+    // SAFETY: the caller upholds the contract above (`ctx` valid); the trampoline saves and restores every callee-saved register and the stack pointer, and returns normally on both paths.
+    unsafe { with_fuel_rules(ctx, || graft_jit_enter(ctx, args[0], args[1], args[2], 0, entry)) }
 }
 
 /// [`enter`] on another stack: the call runs on the stack whose top (highest address,
@@ -125,7 +148,7 @@ pub unsafe fn enter_on_stack(
     stack_top: u64,
 ) -> Result<u64, AbortReason> {
     // SAFETY: as for `enter`, with the caller's guarantee on the stack.
-    status(unsafe { graft_jit_enter_on(ctx, args[0], args[1], args[2], stack_top, entry) })
+    unsafe { with_fuel_rules(ctx, || graft_jit_enter_on(ctx, args[0], args[1], args[2], stack_top, entry)) }
 }
 
 /// Where a fault handler resumes the thread.

@@ -6,8 +6,14 @@
 //! blocks are never run, so they are not lowered at all.
 //!
 //! Added during lowering (each a trap with a code from [`crate::trap::codes`]):
-//! - **fuel**: at the top of every block, `fuel < n ? trap : fuel -= n` with `n` the block's
-//!   instruction count; before an import call, the same with the callable's cost;
+//! - **fuel**: the running count lives in a Cranelift variable (a register), loaded from the
+//!   context at function entry and after internal calls. Every block subtracts its
+//!   instruction count, an import call the callable's cost; the count is checked (`< 0`
+//!   traps `OutOfFuel`) only at the blocks [`graft_ir::interp::fuel_check_blocks`] names
+//!   (the entry block and the targets of retreating edges), after an import's cost, before a
+//!   call and at a return, exactly where the interpreter checks. It is written back to the
+//!   context before import and internal calls, at returns, and on the way to every other
+//!   trap (`max(count, 0)`, from a cold block); `enter` zeroes it after `OutOfFuel`;
 //! - **memory**: on `r0`, the offset is masked with the constant `size - width`; on `rk`,
 //!   `off >= bound_w` traps, where `bound_w = len - (w - 1)` (0 if `len < w`) is computed
 //!   once per function entry from the context's descriptor;
@@ -25,12 +31,13 @@ use alloc::vec::Vec;
 use cranelift_codegen::ir::condcodes::IntCC as ClCC;
 use cranelift_codegen::ir::immediates::Offset32;
 use cranelift_codegen::ir::{
-    self, AbiParam, AliasRegionData, ArgumentPurpose, BlockArg, Endianness, GlobalValueData, InstBuilder,
+    self, AbiParam, TrapCode, AliasRegionData, ArgumentPurpose, BlockArg, Endianness, GlobalValueData, InstBuilder,
     MemFlagsData, SigRef, types,
 };
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
-use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use graft_ir::abi::Callable;
+use graft_ir::interp::{fuel_check_blocks, reverse_post_order};
 use graft_ir::limits::MAX_CALL_DEPTH;
 use graft_ir::{AbortReason, Block, FuncRef, InstData, IntCC, Opcode, Region, Type, Value, Verified};
 
@@ -127,36 +134,6 @@ fn set_stack_limit(b: &mut FunctionBuilder<'_>) -> Result<(), ()> {
     Ok(())
 }
 
-/// Reachable blocks of `f` in reverse post-order.
-fn reverse_post_order(f: &graft_ir::Function) -> Vec<Block> {
-    let n = f.blocks.len();
-    let mut seen = vec![false; n];
-    let mut post = Vec::with_capacity(n);
-    // (block, index of the next successor to visit)
-    let mut stack: Vec<(usize, usize)> = Vec::new();
-    if n > 0 {
-        seen[0] = true;
-        stack.push((0, 0));
-    }
-    while let Some(top) = stack.last_mut() {
-        let (bi, next) = *top;
-        let succs = f.blocks[bi].insts.last().map(|i| i.data.targets()).unwrap_or_default();
-        if let Some(t) = succs.get(next) {
-            top.1 += 1;
-            let ti = t.block.index();
-            if ti < n && !seen[ti] {
-                seen[ti] = true;
-                stack.push((ti, 0));
-            }
-        } else {
-            post.push(Block(bi as u32));
-            stack.pop();
-        }
-    }
-    post.reverse();
-    post
-}
-
 /// What a function's body needs loaded from the context once, at entry.
 #[derive(Default)]
 struct Needs {
@@ -188,6 +165,12 @@ struct Lower<'a, 'f> {
     import_table: Option<ir::Value>,
     func_sigs: Vec<Option<SigRef>>,
     import_sigs: Vec<Option<SigRef>>,
+    /// The running fuel count (i64; below zero only between two checks).
+    fuel: Variable,
+    /// Region checks already made in the current IR block, as `(region, offset value, imm,
+    /// width)`: a repeated access (a load and a store of one element) is not checked twice.
+    /// Cranelift would merge two identical `trapnz`, but not two branches to cold blocks.
+    checked: Vec<(Region, Value, u32, u32)>,
 }
 
 /// Lower graft function `fref` into `func` (whose signature is already set).
@@ -240,6 +223,7 @@ pub(crate) fn lower_function(
     }
 
     let c = common(&mut b, ctx);
+    let fuel = b.declare_var(types::I64);
     let mut l = Lower {
         b,
         v,
@@ -257,18 +241,26 @@ pub(crate) fn lower_function(
         import_table: None,
         func_sigs: vec![None; v.module().functions.len()],
         import_sigs: vec![None; graft_ir::abi::CALLABLES.len()],
+        fuel,
+        checked: Vec::new(),
     };
 
     l.b.switch_to_block(entry);
     let needs = l.scan(f, &order)?;
     l.entry_loads(&needs);
+    l.load_fuel();
+    let fuel_checks = fuel_check_blocks(f);
     for &blk in &order {
         let cl = l.blocks[blk.index()].ok_or(internal("block not created"))?;
         if blk != Block(0) {
             l.b.switch_to_block(cl);
         }
         let data = &f.blocks[blk.index()];
-        l.charge(data.insts.len() as u64);
+        l.checked.clear();
+        l.spend(data.insts.len() as u64);
+        if fuel_checks.get(blk.index()).copied().unwrap_or(true) {
+            l.check_fuel();
+        }
         for inst in &data.insts {
             l.inst(inst)?;
         }
@@ -375,20 +367,74 @@ impl Lower<'_, '_> {
         }
     }
 
-    /// Charge `cost` fuel, trapping `OutOfFuel` (and leaving the fuel as it was) if less is
-    /// left.
-    fn charge(&mut self, cost: u64) {
+    /// The running count := `ctx.fuel` (at entry, and after an internal call, which leaves
+    /// its count there).
+    fn load_fuel(&mut self) {
+        if self.checks.fuel {
+            let f = self.ctx_load(self.c.ctx_rw, offsets::FUEL);
+            self.b.def_var(self.fuel, f);
+        }
+    }
+
+    /// `ctx.fuel` := the running count, at a point where it is known not to be below zero.
+    fn store_fuel(&mut self) {
+        if self.checks.fuel {
+            let f = self.b.use_var(self.fuel);
+            self.b.ins().store(self.c.ctx_rw, f, self.c.ctx, offsets::FUEL);
+        }
+    }
+
+    /// Subtract `cost` from the running count, without a check.
+    fn spend(&mut self, cost: u64) {
         if !self.checks.fuel || cost == 0 {
             return;
         }
-        let rw = self.c.ctx_rw;
-        let fuel = self.ctx_load(rw, offsets::FUEL);
+        let f = self.b.use_var(self.fuel);
         // Costs are block lengths and callable costs: far below 2^63.
-        let cost = cost as i64;
-        let short = self.b.ins().icmp_imm_u(ClCC::UnsignedLessThan, fuel, cost);
+        let left = self.b.ins().iadd_imm_s(f, -(cost as i64));
+        self.b.def_var(self.fuel, left);
+    }
+
+    /// A fuel check: trap `OutOfFuel` if the count is below zero (`enter` then leaves 0 in
+    /// the context, as the interpreter does).
+    fn check_fuel(&mut self) {
+        if !self.checks.fuel {
+            return;
+        }
+        let f = self.b.use_var(self.fuel);
+        let short = self.b.ins().icmp_imm_s(ClCC::SignedLessThan, f, 0);
         self.b.ins().trapnz(short, user(codes::OUT_OF_FUEL));
-        let left = self.b.ins().iadd_imm_s(fuel, -cost);
-        self.b.ins().store(rw, left, self.c.ctx, offsets::FUEL);
+    }
+
+    /// Trap with `code` if `cond` is non-zero, after writing `max(count, 0)` to `ctx.fuel`
+    /// (from a cold block, so the path that does not trap is one compare and branch, as a
+    /// plain `trapnz`).
+    fn trap_if(&mut self, cond: ir::Value, code: TrapCode) {
+        if !self.checks.fuel {
+            self.b.ins().trapnz(cond, code);
+            return;
+        }
+        let cold = self.b.create_block();
+        let cont = self.b.create_block();
+        self.b.set_cold_block(cold);
+        self.b.ins().brif(cond, cold, &[], cont, &[]);
+        self.b.seal_block(cold);
+        self.b.seal_block(cont);
+        self.b.switch_to_block(cold);
+        self.store_fuel_clamped();
+        self.b.ins().trap(code);
+        self.b.switch_to_block(cont);
+    }
+
+    /// `ctx.fuel` := `max(count, 0)`, on the way to an abort.
+    fn store_fuel_clamped(&mut self) {
+        if !self.checks.fuel {
+            return;
+        }
+        let f = self.b.use_var(self.fuel);
+        let zero = self.b.ins().iconst(types::I64, 0);
+        let left = self.b.ins().smax(f, zero);
+        self.b.ins().store(self.c.ctx_rw, left, self.c.ctx, offsets::FUEL);
     }
 
     fn block_args(&self, args: &[Value]) -> Result<Vec<BlockArg>, JitError> {
@@ -421,10 +467,11 @@ impl Lower<'_, '_> {
         }
         let k = region.index() - 1;
         let base = self.region_base.get(k).copied().flatten().ok_or(self.internal("region base not loaded"))?;
-        if self.checks.memory {
+        if self.checks.memory && !self.checked.contains(&(region, offset, imm, width)) {
             let bound = self.bounds[k][width_index(width)].ok_or(self.internal("region bound not computed"))?;
             let outside = self.b.ins().icmp(ClCC::UnsignedGreaterThanOrEqual, off, bound);
-            self.b.ins().trapnz(outside, user(codes::OUT_OF_BOUNDS));
+            self.trap_if(outside, user(codes::OUT_OF_BOUNDS));
+            self.checked.push((region, offset, imm, width));
         }
         Ok(self.b.ins().iadd(base, off))
     }
@@ -443,7 +490,8 @@ impl Lower<'_, '_> {
             Opcode::Rotl => self.b.ins().rotl(a, b),
             Opcode::Rotr => self.b.ins().rotr(a, b),
             Opcode::Udiv | Opcode::Urem | Opcode::Sdiv | Opcode::Srem => {
-                self.b.ins().trapz(b, user(codes::DIVISION_BY_ZERO));
+                let zero = self.b.ins().icmp_imm_u(ClCC::Equal, b, 0);
+                self.trap_if(zero, user(codes::DIVISION_BY_ZERO));
                 if matches!(op, Opcode::Sdiv | Opcode::Srem) {
                     let bits = ty.bits();
                     let cty = cl_type(ty);
@@ -452,7 +500,7 @@ impl Lower<'_, '_> {
                     let a_min = self.b.ins().icmp(ClCC::Equal, a, min);
                     let b_m1 = self.b.ins().icmp(ClCC::Equal, b, minus_one);
                     let both = self.b.ins().band(a_min, b_m1);
-                    self.b.ins().trapnz(both, user(codes::INTEGER_OVERFLOW));
+                    self.trap_if(both, user(codes::INTEGER_OVERFLOW));
                 }
                 match op {
                     Opcode::Udiv => self.b.ins().udiv(a, b),
@@ -490,6 +538,10 @@ impl Lower<'_, '_> {
     fn call(&mut self, callee: FuncRef, args: &[Value]) -> Result<Option<ir::Value>, JitError> {
         let rw = self.c.ctx_rw;
         let ctx = self.c.ctx;
+        // A call checks the fuel, then hands the count to the callee through the context
+        // (which the depth trap then finds right as well).
+        self.check_fuel();
+        self.store_fuel();
         let depth = self.ctx_load(rw, offsets::DEPTH);
         let too_deep = self.b.ins().icmp_imm_u(ClCC::UnsignedGreaterThanOrEqual, depth, i64::from(MAX_CALL_DEPTH));
         self.b.ins().trapnz(too_deep, user(codes::CALL_DEPTH));
@@ -509,12 +561,16 @@ impl Lower<'_, '_> {
         let call = self.b.ins().call_indirect(sig, target, &cargs);
         let result = self.b.inst_results(call).first().copied();
         self.b.ins().store(rw, depth, ctx, offsets::DEPTH);
+        self.load_fuel();
         Ok(result)
     }
 
     fn call_import(&mut self, import: graft_ir::ImportRef, args: &[Value]) -> Result<Option<ir::Value>, JitError> {
         let c = self.v.callable(import).ok_or(self.internal("import without a callable"))?;
-        self.charge(c.cost);
+        self.spend(c.cost);
+        self.check_fuel();
+        // The import and the abort-slot trap after it see the count in the context.
+        self.store_fuel();
         let table = self.import_table.ok_or(self.internal("import table not loaded"))?;
         let target = self.b.ins().load(types::I64, self.c.ctx_ro, table, i32::from(c.id) * 8);
         let sig = self.import_sig(c)?;
@@ -598,6 +654,8 @@ impl Lower<'_, '_> {
                 None
             }
             InstData::Return { arg } => {
+                self.check_fuel();
+                self.store_fuel();
                 match arg {
                     Some(a) => {
                         let x = self.val(*a)?;
@@ -610,6 +668,7 @@ impl Lower<'_, '_> {
                 None
             }
             InstData::Abort { code } => {
+                self.store_fuel_clamped();
                 let packed = self.b.ins().iconst(types::I64, AbortReason::Explicit(*code).to_u64() as i64);
                 self.b.ins().store(self.c.ctx_rw, packed, self.c.ctx, offsets::ABORT);
                 self.b.ins().trap(user(codes::EXPLICIT));

@@ -61,6 +61,31 @@ fn loops_run_out_of_fuel_and_abort_explicitly() {
     assert_eq!(both(&src, &[DataValue::I32(1000)], &[]).0, Err(AbortReason::OutOfFuel));
 }
 
+/// An irreducible cycle (b1 <-> b2, each entered from b0; neither dominates the other) still
+/// runs out of fuel: its retreating edge is checked. OutOfFuel leaves no fuel, and an
+/// out-of-bounds abort leaves what was left when it happened, in the JIT as in the interpreter.
+#[test]
+fn irreducible_loops_run_out_of_fuel_and_aborts_leave_the_fuel_left() {
+    let src = format!(
+        "{HEAD}function fn0(i32) -> i32 {{\nb0(v0: i32):\n    v1 = ireduce.i8 v0\n    brif v1, b1, b2\nb1:\n    jump b2\nb2:\n    jump b1\n}}\n"
+    );
+    let checks = graft_ir::interp::fuel_check_blocks(&verified(&src).module().functions[0]);
+    assert_eq!(checks.iter().filter(|&&c| c).count(), 2, "b0 and one block of the cycle check");
+    for a in [0, 1] {
+        assert_eq!(both(&src, &[DataValue::I32(a)], &[]), (Err(AbortReason::OutOfFuel), 0));
+    }
+    // A loop that reads past the end of r1 after some turns: fuel left is what the blocks run
+    // so far left, checked or not.
+    let src = format!(
+        "{HEAD}function fn0(i32) -> i32 {{\nb0(v0: i32):\n    jump b1(v0)\nb1(v1: i32):\n    v2 = load.i8 r1[v1]\n    v3 = iconst.i32 1\n    v4 = iadd v1, v3\n    jump b2(v4)\nb2(v5: i32):\n    v6 = load.i8 r1[v5]\n    jump b1(v5)\n}}\n"
+    );
+    let (r, left) = both(&src, &[DataValue::I32(0)], &[0u8; 7]);
+    assert_eq!(r, Err(AbortReason::OutOfBounds));
+    // b0 (1 instruction), then b1 (4) and b2 (2) for v1 = 0..=6; b2 is charged, then reads
+    // offset 7 and aborts.
+    assert_eq!(left, 1000 - 1 - 7 * 6);
+}
+
 #[test]
 fn region_checks() {
     let src = format!(
