@@ -179,14 +179,21 @@ fn child_scenario() -> i32 {
         note(sys::graft_list(&mut ids).map(|n| n as u64));
         let mut names = [0u8; 256];
         note(sys::graft_points(&mut names).map(|n| n as u64));
+        note(sys::graft_detach(id).map(|_| 0));
     }
+    let mut files = [0u8; 4096];
+    note(sys::file_list(&mut files).map(|n| n as u64));
     // A bad blob (and its log) and a spawn.
     note(sys::graft_load(&[1, 2, 3], &mut log).map(u64::from));
     match process::spawn_program("exitcode", &["3"]) {
         Ok(pid) => note(sys::wait(pid).map(|c| c as u64)),
         Err(e) => note(Err(e)),
     }
-    note(sys::map(8192).map(|p| p as u64));
+    match sys::map(8192) {
+        // SAFETY: a fresh mapping nothing else uses.
+        Ok(p) => note(unsafe { sys::unmap(p, 8192) }.map(|_| 0)),
+        Err(e) => note(Err(e)),
+    }
     note(kstat().map(|_| 0));
     if unnamed > 0 { 21 } else { 0 }
 }
