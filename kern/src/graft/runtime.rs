@@ -505,6 +505,19 @@ pub fn detach_all_for(target: ProcessId) {
     })
 }
 
+/// Unloads every graft `owner` loaded, one at a time and without allocating (for the end of a
+/// process, which must not fail). Returns how many.
+pub fn unload_all(owner: ProcessId) -> usize {
+    let mut n = 0;
+    while let Some(id) = with_tables(|t| t.grafts.values().find(|g| g.owner == owner).map(|g| g.id)) {
+        if unload(owner, id).is_err() {
+            break;
+        }
+        n += 1;
+    }
+    n
+}
+
 /// Unloads graft `id` (detaching it first).
 pub fn unload(owner: ProcessId, id: GraftId) -> Result<(), AttachError> {
     let _ = detach(owner, id);

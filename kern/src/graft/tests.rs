@@ -388,9 +388,8 @@ pub fn loads_are_charged_to_their_installer_within_a_budget() -> TestResult {
     );
     check_eq!(state::kernel_charged(pid), one * ids.len() as u64);
     check!(state::kernel_charged(pid) <= state::KERNEL_MEMORY_PER_PROCESS);
-    for id in ids {
-        runtime::unload(pid, id).map_err(|e| fail(format!("unload: {e}")))?;
-    }
+    check_eq!(runtime::unload_all(pid), ids.len());
+    check_eq!(runtime::grafts_of(pid).len(), 0);
     check_eq!(state::kernel_charged(pid), 0);
     super::forget_process(pid);
     Ok(())
