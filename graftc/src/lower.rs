@@ -41,7 +41,7 @@ pub fn lower(p: &Program) -> (Module, Vec<String>) {
                 *slot = Some(v);
             }
         }
-        let mut l = Lowerer { fb: &mut fb, f, env, live: true, loops: Vec::new(), internal: &mut internal, params: Default::default() };
+        let mut l = Lowerer { fb: &mut fb, f, env, live: true, loops: Vec::new(), internal: &mut internal, params: Default::default(), ranges: Vec::new() };
         l.stmts(&f.body);
         if l.live {
             if f.ret == Ty::Unit {
@@ -75,6 +75,10 @@ struct Lowerer<'a, 'b, 'c> {
     loops: Vec<LoopCtx>,
     internal: &'a mut Vec<String>,
     params: std::collections::HashMap<Block, Vec<Value>>,
+    /// Counters of the enclosing `for` loops that run over a constant range `lo..hi` with
+    /// `0 <= lo` and that their body never assigns: `(counter, hi)`. Inside the body such a
+    /// counter lies in `[0, hi)`.
+    ranges: Vec<(VarId, i64)>,
 }
 
 /// Variables assigned (or defined) anywhere in `stmts`.
@@ -349,7 +353,20 @@ impl Lowerer<'_, '_, '_> {
         let at_header = self.env.clone();
         self.loops.push(LoopCtx { carried: carried.clone(), cont: None, has_latch: true, header, exit: Some(exit) });
         self.enter(body_b, &[]);
+        let bounded = match (fold(start), fold(end)) {
+            // (A u64 end past i64::MAX folds negative: not bounded.)
+            (Some(lo), Some(hi)) if lo >= 0 && hi >= 0 => {
+                let mut set = BTreeSet::new();
+                assigned(body, &mut set);
+                (!set.contains(&var)).then_some((var, hi))
+            }
+            _ => None,
+        };
+        self.ranges.extend(bounded);
         self.stmts(body);
+        if bounded.is_some() {
+            self.ranges.pop();
+        }
         let ctx = self.loops.pop();
         // The latch: where the body's end and every `continue` meet to step the counter.
         let latch = ctx.as_ref().and_then(|c| c.cont);
@@ -402,7 +419,9 @@ impl Lowerer<'_, '_, '_> {
                     Some(v) => v,
                     None => self.fb.iconst(Type::I64, 0),
                 };
-                if let Some(len) = p.bound {
+                if let Some(len) = p.bound
+                    && !self.below(ix, i64::from(len))
+                {
                     let n = self.fb.iconst(Type::I64, i64::from(len));
                     let ok = self.fb.icmp(IntCC::Ult, idx, n);
                     let ok_b = self.fb.create_block();
@@ -421,6 +440,33 @@ impl Lowerer<'_, '_, '_> {
             }
         };
         (Region::new(p.region), off, p.imm)
+    }
+
+    /// Whether the integer expression `e` provably lies in `[0, len)` (as a signed and as an
+    /// unsigned number) wherever it is evaluated, so that an array index check against `len`
+    /// can be left out. Conservative: constants, `x & m` with either side provably in range
+    /// (the result is at most that side, unsigned), unsigned `x % m` with `0 < m <= len`,
+    /// value-preserving casts of such expressions, and counters of constant `for` ranges
+    /// ([`Lowerer::ranges`]) whose end is at most `len`.
+    fn below(&self, e: &HExpr, len: i64) -> bool {
+        if let Some(k) = fold(e) {
+            return (0..len).contains(&k);
+        }
+        match &e.kind {
+            HExprKind::Var(v) => self.ranges.iter().rev().any(|&(r, hi)| r == *v && hi <= len),
+            HExprKind::Binary(BinOp::And, a, b) => self.below(a, len) || self.below(b, len),
+            HExprKind::Binary(BinOp::Rem, a, b) => {
+                matches!(a.ty, Ty::Int { signed: false, .. }) && fold(b).is_some_and(|m| 0 < m && m <= len)
+            }
+            HExprKind::Cast(a) if matches!((a.ty, e.ty), (Ty::Int { .. }, Ty::Int { .. })) => {
+                let (Some(from), Some(to)) = (a.ty.ir(), e.ty.ir()) else { return false };
+                // Widening keeps a non-negative value; narrowing keeps it if it fits below
+                // the narrow type's sign bit.
+                let keeps = to.bits() >= from.bits() || (to.bits() < 64 && len <= 1i64 << (to.bits() - 1));
+                keeps && self.below(a, len)
+            }
+            _ => false,
+        }
     }
 
     fn expr(&mut self, e: &HExpr) -> Option<Value> {

@@ -138,3 +138,56 @@ fn callables_and_handles() {
     assert_eq!(eval(src, 2), Ok(0));
     assert_eq!(eval(src, 99), Err(AbortReason::CallableFailed(graft_ir::abi::errors::BAD_ARGUMENT)));
 }
+
+/// How many `abort` instructions with graftc's array index code the lowered module holds.
+fn index_checks(items: &str) -> usize {
+    let compiled = match compile(items, Options::default()) {
+        Ok(c) => c,
+        Err(CompileError::Source(d)) => panic!("{}", graftc::diag::render_plain("t.graft", items, &d)),
+        Err(e) => panic!("{e}"),
+    };
+    compiled
+        .verified
+        .module()
+        .functions
+        .iter()
+        .flat_map(|f| &f.blocks)
+        .flat_map(|b| &b.insts)
+        .filter(|i| matches!(i.data, graft_ir::InstData::Abort { code } if code == graftc::check::ARRAY_INDEX_ABORT))
+        .count()
+}
+
+#[test]
+fn index_checks_the_front_end_proves_are_left_out() {
+    let key = "global key: [u32; 4] = [1, 2, 3, 4];\n";
+    // A mask below the length, a `for` counter over a range inside the array, unsigned
+    // remainder by at most the length, a narrowing cast of such an index: no check.
+    let proven = [
+        "let mut s = 0u32; for r in 0..32 { s += key[(s + r as u32) & 3]; } return s as i32;",
+        "let mut s = 0u32; for i in 0..4 { s += key[i]; } return s as i32;",
+        "let mut s = 0u32; for i in 1..3 { s += key[i]; } return s as i32;",
+        "return key[(n as u32) % 4] as i32;",
+        "return key[(n & 3) as u8] as i32;",
+    ];
+    for b in proven {
+        let src = format!("{key}{}", body(b));
+        assert_eq!(index_checks(&src), 0, "a check is left in\n{src}");
+    }
+    assert_eq!(eval(&format!("{key}{}", body(proven[1])), 0), Ok(10));
+    assert_eq!(eval(&format!("{key}{}", body(proven[3])), 6), Ok(3));
+    assert_eq!(eval(&format!("{key}{}", body(proven[4])), 7), Ok(4));
+    // Unprovable: a mask past the length, a range past it, a counter plus an argument, a
+    // signed remainder, a plain argument. Each keeps its check, and out of range aborts.
+    let unproven = [
+        ("let mut s = 0u32; for r in 0..n { s += key[r & 4]; } return s as i32;", 5),
+        ("let mut s = 0u32; for i in 0..5 { s += key[i]; } return s as i32;", 0),
+        ("let mut s = 0u32; for i in 0..4 { s += key[i + n]; } return s as i32;", 1),
+        ("return key[n % 4] as i32;", -1),
+        ("return key[n] as i32;", 4),
+    ];
+    for (b, n) in unproven {
+        let src = format!("{key}{}", body(b));
+        assert_eq!(index_checks(&src), 1, "no check left in\n{src}");
+        assert_eq!(eval(&src, n), Err(AbortReason::Explicit(graftc::check::ARRAY_INDEX_ABORT)), "{src}");
+    }
+}
