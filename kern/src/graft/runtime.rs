@@ -760,8 +760,11 @@ pub mod worst_case {
 
     use super::MAX_KERNEL_BLOB;
 
-    /// The shapes: (name, module of about `n` units).
-    pub const SHAPES: [(&str, fn(usize) -> Module); 3] =
+    /// Makes a module of a shape with about `n` units of it.
+    pub type Shape = fn(usize) -> Module;
+
+    /// The shapes, by name.
+    pub const SHAPES: [(&str, Shape); 3] =
         [("straight-line arithmetic, many live values", straight), ("chain of blocks", chain), ("branch diamonds", diamonds)];
 
     fn builder() -> ModuleBuilder {
@@ -827,7 +830,7 @@ pub mod worst_case {
     }
 
     /// The largest module of `shape` whose blob the kernel takes, and that blob.
-    pub fn largest(shape: fn(usize) -> Module) -> Option<(Module, Vec<u8>)> {
+    pub fn largest(shape: Shape) -> Option<(Module, Vec<u8>)> {
         let fits = |n: usize| graft_ir::encode(&shape(n)).ok().filter(|b| b.len() <= MAX_KERNEL_BLOB);
         let (mut lo, mut hi) = (1usize, 2usize);
         fits(lo)?;
