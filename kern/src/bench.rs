@@ -122,6 +122,14 @@ const FIXTURE_BYTES: usize = 512;
 /// records in each buffer of records (field `j` of record `i` holds a small value that varies
 /// with both, laid out per the row), `FIXTURE_BYTES` bytes in a byte buffer; a count parameter
 /// equals its buffer's count (as the kernel passes it), handles name object 1, other values 0.
+/// An open file of `pid` (descriptor, graft handle) for the file points' fixtures.
+fn bench_file(pid: ProcessId) -> Option<(u64, u64)> {
+    let ino = crate::fs::disk::with_fs(|fs| fs.lookup("/data/ra1.bin").map_err(crate::fs::disk::error)).ok()?;
+    let file = crate::fs::files::OpenFile { ino, offset: 0, read: true, write: false, append: false, readahead: Default::default() };
+    let fd = crate::fs::files::install(pid, file).ok()?;
+    Some((fd, crate::fs::files::graft_handle(pid, fd)))
+}
+
 fn fixture(point: &abi::GraftPoint) -> (Vec<DataValue>, Vec<Vec<u8>>) {
     let mut args: Vec<DataValue> = point
         .params
@@ -269,13 +277,24 @@ pub fn run() -> ! {
         };
         let point = g.point;
         let _ = runtime::attach(p, id);
-        let (args, mut bufs) = fixture(point);
+        let (mut args, mut bufs) = fixture(point);
+        // File points get a real open file of the process (the file callables refuse anything
+        // else): /data/ra1.bin of the attached file system.
+        let file = bench_file(p);
+        for a in args.iter_mut() {
+            if let (DataValue::Handle(graft_ir::HandleKind::File, _), Some((_, h))) = (*a, file) {
+                *a = DataValue::Handle(graft_ir::HandleKind::File, h);
+            }
+        }
         let mut slices: Vec<&mut [u8]> = bufs.iter_mut().map(|b| &mut b[..]).collect();
         let cost = dispatch_cost(point, p, &args, &mut slices);
         let s = g.stats();
         let note = if s.total_aborts() > 0 { " (aborted!)" } else { "" };
         row(what, alloc::format!("{}{note}, {} B code", cost.saturating_sub(empty_cost), g.code_size()), vino);
         let _ = runtime::unload(p, id);
+        if let Some((fd, _)) = file {
+            let _ = crate::fs::files::close(p, fd);
+        }
     }
 
     // SFI: the same memory-heavy graft with and without the sandbox checks.
