@@ -49,9 +49,9 @@ pub struct RunArgs {
     /// A raw disk image to attach as a virtio-blk disk (repeatable: vda, vdb, ... in order).
     #[arg(long = "disk")]
     disks: Vec<PathBuf>,
-    /// Throttle the first attached disk (vda, the file system) to this many requests per second
-    /// (QEMU's drive throttling), so that disk latency is real and stated, not an artifact of
-    /// the host's page cache.
+    /// Throttle every attached disk (the file system and swap) to this many requests per second
+    /// each (QEMU's drive throttling), so that the disks' rate is stated, not an artifact of the
+    /// host's page cache.
     #[arg(long)]
     disk_iops: Option<u32>,
 }
@@ -85,7 +85,7 @@ fn command(args: &RunArgs) -> Command {
     }
     for (i, disk) in args.disks.iter().enumerate() {
         let mut drive = format!("file={},format=raw,if=none,id=disk{i}", disk.display());
-        if let (0, Some(iops)) = (i, args.disk_iops) {
+        if let Some(iops) = args.disk_iops {
             drive.push_str(&format!(",throttling.iops-total={iops}"));
         }
         cmd.arg("-drive").arg(drive);
@@ -105,7 +105,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         return ExitCode::from(1);
     }
     if let Some(iops) = args.disk_iops {
-        eprintln!("boot: vda throttled to {iops} requests/s");
+        eprintln!("boot: every disk throttled to {iops} requests/s");
     }
     let mut cmd = command(args);
     if args.interactive || args.gdb {

@@ -189,7 +189,7 @@ fn demo() -> i32 {
     }
     let (slots0, _) = baseline();
     println!(
-        "dbsim: pool {POOL_PAGES} pages (marked), table {TABLE_PAGES} pages, resident limit {LIMIT} pages, {SCANS} scans, {POOL_VISITS} pool visits per table page"
+        "dbsim: pool {POOL_PAGES} pages (marked), table {TABLE_PAGES} pages, resident limit {LIMIT} pages, {SCANS} scans, {POOL_VISITS} pool visits per table page; swap disk (vdb) throttled by QEMU to 1000 requests/s (run.sh)"
     );
     let default = match workload(POOL_PAGES, TABLE_PAGES, SCANS) {
         Ok(r) => r,

@@ -154,7 +154,7 @@ fn readahead_demo() -> Result<(), String> {
     let _ = graft::detach(id);
     let grafted = grafted?;
     println!(
-        "fsgrafts: read-ahead: {READS} reads of 1 KiB blocks of a {RA_FILE_BLOCKS}-block file in a scattered order, {} ms of work after each; vda throttled by QEMU to 1000 requests/s (run.sh)",
+        "fsgrafts: read-ahead: {READS} reads of 1 KiB blocks of a {RA_FILE_BLOCKS}-block file in a scattered order, {} ms of work after each; every disk throttled by QEMU to 1000 requests/s (run.sh)",
         WORK_NS / 1_000_000
     );
     report("default", &default);
