@@ -764,8 +764,31 @@ pub mod worst_case {
     pub type Shape = fn(usize) -> Module;
 
     /// The shapes, by name.
-    pub const SHAPES: [(&str, Shape); 3] =
-        [("straight-line arithmetic, many live values", straight), ("chain of blocks", chain), ("branch diamonds", diamonds)];
+    pub const SHAPES: [(&str, Shape); 4] = [
+        ("straight-line arithmetic, many live values", straight),
+        ("chain of blocks", chain),
+        ("branch diamonds", diamonds),
+        ("many small functions", functions),
+    ];
+
+    fn functions(n: usize) -> Module {
+        let mut mb = builder();
+        let entry = mb.declare_function("", Signature::new(&[Type::I32], Some(Type::I32)));
+        let others: Vec<_> = (0..n).map(|_| mb.declare_function("", Signature::new(&[Type::I32], Some(Type::I32)))).collect();
+        {
+            let mut fb = mb.function(entry);
+            let p = fb.params()[0];
+            let r = others.first().and_then(|&f| fb.call(f, &[p])).unwrap_or(p);
+            fb.ret(Some(r));
+        }
+        for &f in &others {
+            let mut fb = mb.function(f);
+            let p = fb.params()[0];
+            let r = fb.iadd(p, p);
+            fb.ret(Some(r));
+        }
+        mb.finish()
+    }
 
     fn builder() -> ModuleBuilder {
         ModuleBuilder::new("sched.pick_next", 8, 1000)
