@@ -62,8 +62,88 @@ impl fmt::Display for TxnError {
     }
 }
 
+/// The undo records: a stack of fixed capacity addressed by pointers, so that logging a
+/// record is a compare, three stores and a bump. Outside any transaction it reads as full
+/// (`top == end`): logging there fails the same compare, and only then is the error told
+/// apart (`NoTransaction` rather than `LogFull`), so the hot path has no depth test.
+struct UndoStack {
+    /// Owns the storage; its length stays 0 (the records live in its spare capacity).
+    _storage: Vec<Action>,
+    base: *mut Action,
+    end: *mut Action,
+    /// Next free slot, in `base..=end`; `end` outside any transaction.
+    top: *mut Action,
+}
+
+// SAFETY: the pointers address `buf`'s heap storage, which moves with the stack and is
+// reached only through `&mut self`; `Action` is plain data (a function pointer and two words).
+unsafe impl Send for UndoStack {}
+// SAFETY: `&UndoStack` only reads the pointers (no interior mutability).
+unsafe impl Sync for UndoStack {}
+
+impl UndoStack {
+    fn new(mut buf: Vec<Action>) -> UndoStack {
+        buf.clear();
+        let base = buf.as_mut_ptr();
+        // SAFETY: `capacity` elements are allocated from `base` (for a capacity of 0 the
+        // dangling pointer plus 0 is itself).
+        let end = unsafe { base.add(buf.capacity()) };
+        UndoStack { _storage: buf, base, end, top: end }
+    }
+
+    #[inline(always)]
+    fn push(&mut self, action: Action) -> bool {
+        if self.top == self.end {
+            return false;
+        }
+        // SAFETY: `top < end`: the slot is allocated and not in use; `Action` is `Copy`, so
+        // nothing is dropped; `top` stays within `base..=end`.
+        unsafe {
+            self.top.write(action);
+            self.top = self.top.add(1);
+        }
+        true
+    }
+
+    /// Opens the stack for the outermost transaction (empty, room for `capacity` records).
+    #[inline(always)]
+    fn open(&mut self) {
+        self.top = self.base;
+    }
+
+    /// Closes it after the outermost transaction: forgets every record, reads as full.
+    #[inline(always)]
+    fn close(&mut self) {
+        self.top = self.end;
+    }
+
+    /// Runs the records above `mark` (in `base..=top`) newest first and drops them; returns
+    /// how many ran.
+    #[inline(always)]
+    fn undo_to(&mut self, mark: *mut Action) -> usize {
+        let top = self.top;
+        // SAFETY: `mark` and `top` both lie in `base..=end` of one allocation, `mark <= top`.
+        let n = unsafe { top.offset_from(mark) }.max(0) as usize;
+        let mut p = top;
+        while p > mark {
+            // SAFETY: `mark <= p - 1 < end`: a slot written by `push` and not yet undone. An
+            // undo action restores kernel state and never reaches this log, so the stack
+            // does not change while it runs (`top` is written once, after the loop).
+            unsafe {
+                p = p.sub(1);
+                let a = p.read();
+                (a.run)(a.a, a.b);
+            }
+        }
+        self.top = mark;
+        n
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default)]
 struct Frame {
+    /// `UndoStack::top` when the frame began (unused in the outermost frame: its mark is
+    /// the stack's base).
     undo_mark: usize,
     commit_mark: usize,
     lock_mark: usize,
@@ -80,7 +160,7 @@ pub struct AbortReport {
 /// One thread's transaction state.
 pub struct TxnLog {
     owner: Owner,
-    undo: Vec<Action>,
+    undo: UndoStack,
     commit: Vec<Action>,
     locks: Vec<LockId>,
     frames: [Frame; MAX_NESTING],
@@ -93,7 +173,7 @@ impl TxnLog {
     pub fn new(owner: Owner, records: usize, max_locks: usize) -> TxnLog {
         TxnLog {
             owner,
-            undo: Vec::with_capacity(records),
+            undo: UndoStack::new(Vec::with_capacity(records)),
             commit: Vec::with_capacity(records),
             locks: Vec::with_capacity(max_locks),
             frames: [Frame::default(); MAX_NESTING],
@@ -111,7 +191,7 @@ impl TxnLog {
         }
         Ok(TxnLog {
             owner,
-            undo: list(records)?,
+            undo: UndoStack::new(list(records)?),
             commit: list(records)?,
             locks: list(max_locks)?,
             frames: [Frame::default(); MAX_NESTING],
@@ -144,37 +224,49 @@ impl TxnLog {
             // Outside any transaction every list is empty (the outermost commit and abort
             // empty them; nothing logs at depth 0), so the outermost frame's marks are the
             // zeros `frames[0]` always holds.
-            debug_assert!(self.undo.is_empty() && self.commit.is_empty() && self.locks.is_empty());
+            debug_assert!(self.undo.top == self.undo.end && self.commit.is_empty() && self.locks.is_empty());
             self.depth = 1;
+            self.undo.open();
             return Ok(1);
         }
         let Some(frame) = self.frames.get_mut(self.depth) else {
             return Err(TxnError::TooDeep);
         };
-        *frame = Frame { undo_mark: self.undo.len(), commit_mark: self.commit.len(), lock_mark: self.locks.len() };
+        *frame = Frame { undo_mark: self.undo.top as usize, commit_mark: self.commit.len(), lock_mark: self.locks.len() };
         self.depth += 1;
         Ok(self.depth)
     }
 
-    fn push(list: &mut Vec<Action>, action: Action) -> Result<(), TxnError> {
-        // Never grow: growing would allocate on the graft path.
-        if list.len() == list.capacity() {
+    /// Appends to a list of fixed capacity: never grows (growing would allocate on the graft
+    /// path), and checks the capacity once (`Vec::push` would check it again for its growth
+    /// path).
+    #[inline(always)]
+    fn push<T>(list: &mut Vec<T>, item: T) -> Result<(), TxnError> {
+        let len = list.len();
+        if len == list.capacity() {
             return Err(TxnError::LogFull);
         }
-        list.push(action);
+        // SAFETY: `len < capacity`, so the slot at `len` is allocated and holds no element;
+        // it is written before the length counts it, exactly as `Vec::push` does.
+        unsafe {
+            list.as_mut_ptr().add(len).write(item);
+            list.set_len(len + 1);
+        }
         Ok(())
     }
 
     /// Records how to undo a change about to be made. Log before changing: if logging fails,
     /// the change must not be made.
+    #[inline]
     pub fn log_undo(&mut self, action: Action) -> Result<(), TxnError> {
-        if self.depth == 0 {
-            return Err(TxnError::NoTransaction);
+        if self.undo.push(action) {
+            return Ok(());
         }
-        Self::push(&mut self.undo, action)
+        Err(if self.depth == 0 { TxnError::NoTransaction } else { TxnError::LogFull })
     }
 
     /// Defers an irreversible action until the outermost transaction commits.
+    #[inline]
     pub fn defer_to_commit(&mut self, action: Action) -> Result<(), TxnError> {
         if self.depth == 0 {
             return Err(TxnError::NoTransaction);
@@ -184,6 +276,7 @@ impl TxnLog {
 
     /// Acquires `lock` for this transaction (held until the outermost commit or abort). Taking a
     /// lock the transaction already holds succeeds without counting twice.
+    #[inline]
     pub fn lock(&mut self, table: &LockTable, lock: LockId) -> Result<(), LockAcquireError> {
         if self.depth == 0 {
             return Err(LockAcquireError::Txn(TxnError::NoTransaction));
@@ -195,8 +288,7 @@ impl TxnLog {
             return Err(LockAcquireError::Txn(TxnError::LogFull));
         }
         table.try_acquire(lock, self.owner).map_err(LockAcquireError::Lock)?;
-        self.locks.push(lock);
-        Ok(())
+        Self::push(&mut self.locks, lock).map_err(LockAcquireError::Txn)
     }
 
     /// Whether this thread's transactions hold `lock`.
@@ -212,11 +304,18 @@ impl TxnLog {
     /// commit aborts instead and returns `Doomed`.
     #[inline]
     pub fn commit(&mut self, table: &LockTable) -> Result<(), TxnError> {
-        if self.depth == 1 && self.commit.is_empty() && self.locks.is_empty() {
-            // The outermost transaction, nothing deferred, no lock held (the common case):
-            // forget the undo records.
+        if self.depth == 1 && self.commit.is_empty() {
+            // The outermost transaction with nothing deferred (the common case): forget the
+            // undo records and release the locks, inline (a graft that takes a lock pays for
+            // the release here, not for a call).
+            if !self.locks.is_empty() {
+                if table.take_doom(self.owner) {
+                    return self.doomed(table);
+                }
+                self.release_from(table, 0);
+            }
             self.depth = 0;
-            self.undo.clear();
+            self.undo.close();
             return Ok(());
         }
         if self.depth == 0 {
@@ -229,53 +328,94 @@ impl TxnLog {
         self.commit_outermost(table)
     }
 
-    /// Out of line: the dispatch path only reaches it when the graft deferred an action or took
-    /// a lock.
+    /// Out of line: the dispatch path only reaches it when the graft deferred an action.
     #[cold]
     fn commit_outermost(&mut self, table: &LockTable) -> Result<(), TxnError> {
         if !self.locks.is_empty() && table.take_doom(self.owner) {
             self.depth = 1;
-            self.abort(table)?;
-            return Err(TxnError::Doomed);
+            return self.doomed(table);
         }
         for action in &self.commit {
             (action.run)(action.a, action.b);
         }
         self.commit.clear();
-        self.undo.clear();
-        for &lock in &self.locks {
+        self.undo.close();
+        self.release_from(table, 0);
+        Ok(())
+    }
+
+    /// The outermost transaction (at depth 1) was doomed: abort it instead of committing.
+    #[cold]
+    fn doomed(&mut self, table: &LockTable) -> Result<(), TxnError> {
+        self.abort(table)?;
+        Err(TxnError::Doomed)
+    }
+
+    /// Releases the locks from `self.locks[mark..]` and forgets them; returns how many. One
+    /// lock (what a graft usually takes) is released inline, more by a loop out of line.
+    #[inline(always)]
+    fn release_from(&mut self, table: &LockTable, mark: usize) -> usize {
+        let n = self.locks.len().saturating_sub(mark);
+        match n {
+            0 => return 0,
+            1 => {
+                if let Some(&lock) = self.locks.last() {
+                    table.release(lock, self.owner);
+                }
+            }
+            _ => self.release_many(table, mark),
+        }
+        self.locks.truncate(mark);
+        n
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn release_many(&self, table: &LockTable, mark: usize) {
+        for &lock in self.locks.get(mark..).unwrap_or(&[]) {
             table.release(lock, self.owner);
         }
-        self.locks.clear();
-        Ok(())
     }
 
     /// Aborts the innermost transaction: runs its undo records newest first, drops its deferred
     /// actions and releases the locks it took.
+    #[inline]
     pub fn abort(&mut self, table: &LockTable) -> Result<AbortReport, TxnError> {
+        if self.depth == 1 && self.commit.is_empty() && self.locks.is_empty() {
+            // The outermost transaction with nothing deferred and no lock (a graft that
+            // failed): run the undo records, inline.
+            self.depth = 0;
+            let undone = self.undo.undo_to(self.undo.base);
+            self.undo.close();
+            // No lock held: a doom mark left for this owner is moot.
+            table.take_doom(self.owner);
+            return Ok(AbortReport { undone, dropped: 0, locks_released: 0 });
+        }
+        self.abort_general(table)
+    }
+
+    #[inline(never)]
+    fn abort_general(&mut self, table: &LockTable) -> Result<AbortReport, TxnError> {
         if self.depth == 0 {
             return Err(TxnError::NoTransaction);
         }
         self.depth -= 1;
-        let frame = self.frames[self.depth];
-        let mut report = AbortReport::default();
-        while self.undo.len() > frame.undo_mark {
-            if let Some(action) = self.undo.pop() {
-                (action.run)(action.a, action.b);
-                report.undone += 1;
-            }
-        }
-        report.dropped = self.commit.len() - frame.commit_mark;
+        let frame = self.frames.get(self.depth).copied().unwrap_or_default();
+        let undone = if self.depth == 0 {
+            let n = self.undo.undo_to(self.undo.base);
+            self.undo.close();
+            n
+        } else {
+            self.undo.undo_to(frame.undo_mark as *mut Action)
+        };
+        let dropped = self.commit.len().saturating_sub(frame.commit_mark);
         self.commit.truncate(frame.commit_mark);
-        for lock in self.locks.drain(frame.lock_mark..) {
-            table.release(lock, self.owner);
-            report.locks_released += 1;
-        }
+        let locks_released = self.release_from(table, frame.lock_mark);
         if self.locks.is_empty() {
             // No lock held any more: a doom mark left for this owner is moot.
             table.take_doom(self.owner);
         }
-        Ok(report)
+        Ok(AbortReport { undone, dropped, locks_released })
     }
 }
 
@@ -440,6 +580,16 @@ mod tests {
         assert_eq!(table.holder(LockId(1)), None, "the lock is released for the waiter");
         assert_eq!(log.depth(), 0);
         assert!(!table.take_doom(Owner(3)), "the doom mark was used up");
+
+        // The same with nothing deferred (the inline commit path).
+        log.begin().unwrap();
+        set(&mut log, 1, 4).unwrap();
+        log.lock(&table, LockId(1)).unwrap();
+        table.doom(Owner(3));
+        assert_eq!(log.commit(&table), Err(TxnError::Doomed));
+        assert_eq!(snapshot().0, [0; 4]);
+        assert_eq!((table.holder(LockId(1)), log.depth()), (None, 0));
+        assert!(!table.take_doom(Owner(3)));
 
         // Doomed, but the transaction aborts for another reason: the mark does not outlive it.
         log.begin().unwrap();
