@@ -304,20 +304,27 @@ impl TxnLog {
     /// commit aborts instead and returns `Doomed`.
     #[inline]
     pub fn commit(&mut self, table: &LockTable) -> Result<(), TxnError> {
-        if self.depth == 1 && self.commit.is_empty() {
-            // The outermost transaction with nothing deferred (the common case): forget the
-            // undo records and release the locks, inline (a graft that takes a lock pays for
-            // the release here, not for a call).
-            if !self.locks.is_empty() {
-                if table.take_doom(self.owner) {
-                    return self.doomed(table);
-                }
-                self.release_from(table, 0);
-            }
-            self.depth = 0;
-            self.undo.close();
-            return Ok(());
+        if self.depth != 1 || !self.commit.is_empty() {
+            return self.commit_general(table);
         }
+        // The outermost transaction with nothing deferred (the common case): forget the undo
+        // records and release the locks, inline (a graft that takes a lock pays for the
+        // release here, not for a call).
+        if !self.locks.is_empty() {
+            if table.take_doom(self.owner) {
+                return self.doomed(table);
+            }
+            self.release_from(table, 0);
+        }
+        self.depth = 0;
+        self.undo.close();
+        Ok(())
+    }
+
+    /// A child's commit, an outermost commit with deferred actions, or a commit outside any
+    /// transaction (an error).
+    #[inline(never)]
+    fn commit_general(&mut self, table: &LockTable) -> Result<(), TxnError> {
         if self.depth == 0 {
             return Err(TxnError::NoTransaction);
         }
