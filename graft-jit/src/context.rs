@@ -60,9 +60,10 @@ pub type ImportFn = unsafe extern "sysv64" fn(*mut Context) -> i64;
 #[repr(C)]
 #[derive(Debug)]
 pub struct Context {
-    /// Offset 0. Fuel left; compiled code charges each block on entry and aborts
-    /// `OutOfFuel` instead of letting it go below zero. Read it after the call for the fuel
-    /// left.
+    /// Offset 0. Fuel left, at most `i64::MAX` (`enter` clamps it). Compiled code counts in a
+    /// register and writes the count here before calls, at returns and on abort paths (never
+    /// below zero; `enter` writes 0 after `OutOfFuel`). Read it after the call for the fuel
+    /// left; during the call it may be higher than the running count.
     pub fuel: u64,
     /// Offset 8. Depth of the running internal frame; the entry function runs at depth 1
     /// (the trampoline sets it). A call that would run deeper than `MAX_CALL_DEPTH` aborts
