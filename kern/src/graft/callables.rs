@@ -129,32 +129,74 @@ pub(crate) use import_stub_table;
 /// The locks grafts can take.
 pub static LOCKS: LockTable = LockTable::new();
 
-/// Which process owns each lock of `LOCKS`, and its number within the process.
-static LOCK_OWNERS: Mutex<BTreeMap<(ProcessId, i32), LockId>> = Mutex::new(BTreeMap::new());
+/// Which process owns each lock of `LOCKS`, and its number within the process: by name
+/// (process, number) for `lock.get`, and by lock for `lock.of` and the free-lock search, so
+/// that neither scans the whole table.
+struct LockNames {
+    by_name: BTreeMap<(ProcessId, i32), LockId>,
+    /// The process that named each lock (`None`: free).
+    owner: [Option<ProcessId>; super::locks::LOCKS],
+    /// Bit `i` set: lock `i` is named.
+    used: [u64; super::locks::LOCKS / 64],
+}
+
+const _: () = assert!(super::locks::LOCKS % 64 == 0);
+
+static LOCK_OWNERS: Mutex<LockNames> = Mutex::new(LockNames {
+    by_name: BTreeMap::new(),
+    owner: [None; super::locks::LOCKS],
+    used: [0; super::locks::LOCKS / 64],
+});
+
+impl LockNames {
+    fn first_free(&self) -> Option<LockId> {
+        let (w, word) = self.used.iter().enumerate().find(|(_, w)| **w != u64::MAX)?;
+        Some(LockId(w as u32 * 64 + (!word).trailing_zeros()))
+    }
+
+    fn set(&mut self, id: LockId, owner: Option<ProcessId>) {
+        let i = id.0 as usize;
+        if let Some(o) = self.owner.get_mut(i) {
+            *o = owner;
+            let bit = 1u64 << (i % 64);
+            if owner.is_some() {
+                self.used[i / 64] |= bit;
+            } else {
+                self.used[i / 64] &= !bit;
+            }
+        }
+    }
+}
 
 /// Gives back the graft locks process `pid` created (it has exited: no transaction of its
 /// grafts is running), so that later processes can have them. Returns how many.
 pub fn forget_process_locks(pid: ProcessId) -> usize {
     crate::sync::without_interrupts(|| {
-        let mut owners = LOCK_OWNERS.lock();
-        let before = owners.len();
-        owners.retain(|(p, _), _| *p != pid);
-        before - owners.len()
+        let mut names = LOCK_OWNERS.lock();
+        let mut freed = 0;
+        // A process names at most LOCKS_PER_PROCESS locks: look them up by name, no scan.
+        for n in 0..graft_ir::callables::LOCKS_PER_PROCESS {
+            if let Some(id) = names.by_name.remove(&(pid, n)) {
+                names.set(id, None);
+                freed += 1;
+            }
+        }
+        freed
     })
 }
 
 /// The kernel lock behind process `pid`'s lock number `n`, if the process has used it.
 pub fn lock_id(pid: ProcessId, n: i32) -> Option<LockId> {
-    crate::sync::without_interrupts(|| LOCK_OWNERS.lock().get(&(pid, n)).copied())
+    crate::sync::without_interrupts(|| LOCK_OWNERS.lock().by_name.get(&(pid, n)).copied())
 }
 
 fn lock_of(ctx: &CallCtx, h: LockHandle) -> Result<LockId, AbortReason> {
-    let owners = LOCK_OWNERS.lock();
-    owners
-        .iter()
-        .find(|((pid, _), id)| *pid == ctx.owner && u64::from(id.0) + 1 == h.0)
-        .map(|(_, &id)| id)
-        .ok_or(AbortReason::CallableFailed(errors::BAD_HANDLE))
+    let names = LOCK_OWNERS.lock();
+    let id = h.0.checked_sub(1).and_then(|i| u32::try_from(i).ok()).map(LockId);
+    match id {
+        Some(id) if names.owner.get(id.0 as usize).copied().flatten() == Some(ctx.owner) => Ok(id),
+        _ => Err(AbortReason::CallableFailed(errors::BAD_HANDLE)),
+    }
 }
 
 fn txn_failure(e: TxnError) -> AbortReason {
@@ -231,14 +273,14 @@ impl CallableState for CallCtx<'_> {
 
     fn lock_get(&mut self, n: u32) -> Result<LockHandle, AbortReason> {
         let n = n as i32;
-        let mut owners = LOCK_OWNERS.lock();
-        if let Some(id) = owners.get(&(self.owner, n)) {
+        let mut names = LOCK_OWNERS.lock();
+        if let Some(id) = names.by_name.get(&(self.owner, n)) {
             return Ok(LockHandle(u64::from(id.0) + 1));
         }
         // Creating the lock is bookkeeping, not a change a graft can observe being undone.
-        let free = (0..super::locks::LOCKS as u32).map(LockId).find(|id| !owners.values().any(|u| u == id));
-        let id = free.ok_or(AbortReason::ResourceLimit)?;
-        owners.insert((self.owner, n), id);
+        let id = names.first_free().ok_or(AbortReason::ResourceLimit)?;
+        names.by_name.insert((self.owner, n), id);
+        names.set(id, Some(self.owner));
         Ok(LockHandle(u64::from(id.0) + 1))
     }
 

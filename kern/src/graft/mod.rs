@@ -18,9 +18,7 @@ use crate::task::ProcessId;
 /// slot held for it by anyone (emptied), the counters and memory its grafts had, and its
 /// graft locks (given back to the pool).
 pub fn forget_process(pid: ProcessId) {
-    for id in runtime::grafts_of(pid) {
-        let _ = runtime::unload(pid, id);
-    }
+    runtime::unload_all(pid);
     runtime::detach_all_for(pid);
     state::forget(pid);
     callables::forget_process_locks(pid);

@@ -40,7 +40,10 @@ pub fn read_vec(addr: u64, len: u64, max: u64) -> Result<Vec<u8>, Error> {
     if len > max {
         return Err(Error::InvalidArgument);
     }
-    let mut v = alloc::vec![0u8; len as usize];
+    let len = usize::try_from(len).map_err(|_| Error::InvalidArgument)?;
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| Error::NoMemory)?;
+    v.resize(len, 0);
     copy_from_user(&mut v, addr)?;
     Ok(v)
 }

@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 use sysabi::Error;
 
 use super::elf;
-use super::ids::{ProcessId, Tid};
+use super::ids::ProcessId;
 use super::sched::{block_with, schedule};
 use super::table::{Blocked, MAX_PROCESSES, Process, Tasks, Wake, tasks};
 use crate::arch::{self, trap::TrapFrame};
@@ -211,9 +211,14 @@ pub(super) fn end_process(pid: ProcessId, code: i32) {
         if t.procs.get(&pid).is_none_or(|p| p.exit_code.is_some()) {
             return;
         }
-        let threads: Vec<Tid> = t.procs.get(&pid).map(|p| p.threads.clone()).unwrap_or_default();
-        for tid in threads {
+        // Every thread (ending a process must not need memory: no list is copied).
+        let mut i = 0;
+        while let Some(tid) = t.procs.get(&pid).and_then(|p| p.threads.get(i).copied()) {
             t.kill_thread(tid);
+            // A killed thread left the list; a doomed one stays in it until it dies.
+            if t.procs.get(&pid).is_some_and(|p| p.threads.get(i) == Some(&tid)) {
+                i += 1;
+            }
         }
         t.futexes.retain(|&(p, _), _| p != pid);
         if let Some(p) = t.procs.get_mut(&pid) {
@@ -289,11 +294,12 @@ pub fn leave_kernel() {
 
 fn wake_waiting_parent(t: &mut Tasks, parent: Option<ProcessId>, child: ProcessId) {
     let Some(parent) = parent else { return };
-    let threads: Vec<Tid> = t.procs.get(&parent).map(|p| p.threads.clone()).unwrap_or_default();
-    for tid in threads {
+    let mut i = 0;
+    while let Some(tid) = t.procs.get(&parent).and_then(|p| p.threads.get(i).copied()) {
         if t.threads.get(&tid).is_some_and(|th| th.state == super::table::State::Blocked(Blocked::Wait { child })) {
             t.wake(tid, Wake::Event);
         }
+        i += 1;
     }
 }
 
