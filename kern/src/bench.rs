@@ -174,6 +174,17 @@ struct Row {
 }
 
 pub fn run() -> ! {
+    #[cfg(feature = "bench-paths")]
+    {
+        real_paths();
+        arch::exit_qemu(QemuExit::Success)
+    }
+    #[allow(unreachable_code)]
+    micro()
+}
+
+/// The micro-benchmarks and the overhead table on fixtures (the `bench` build).
+fn micro() -> ! {
     kprintln!("bench: measuring (guest instructions; QEMU -icount shift=0)");
     let sched = &abi::GRAFT_POINTS[abi::point::SCHED_PICK_NEXT];
     let pid = ProcessId(900);
@@ -298,6 +309,7 @@ pub fn run() -> ! {
     }
 
     // SFI: the same memory-heavy graft with and without the sandbox checks.
+    let mut sfi_row = None;
     if let Some(blob) = ramdisk::file("grafts/xtea_read_filter.gb") {
         if let Some(v) = graft_ir::decode(blob).ok().and_then(|m| graft_ir::verify(m).ok()) {
             let checked = JitCode::compile_unchecked(&v, graft_jit::Unchecked::default());
@@ -317,6 +329,7 @@ pub fn run() -> ! {
                     })
                 };
                 let (tc, tu) = (run(c), run(u));
+                sfi_row = Some((tc, tu));
                 row(
                     "SFI: region checks, XTEA 512 B",
                     alloc::format!("{} ({tc} checked vs {tu} unchecked, x{}.{:02})", tc.saturating_sub(tu), tc / tu.max(1), (tc % tu.max(1)) * 100 / tu.max(1)),
@@ -427,6 +440,7 @@ pub fn run() -> ! {
     for line in crate::fs::bench::lines() {
         kprintln!("storage: {line}");
     }
+    let _ = sfi_row;
     arch::exit_qemu(QemuExit::Success)
 }
 
@@ -451,4 +465,95 @@ fn fault_costs() -> Vec<String> {
     }
     out.push(alloc::format!("page fault: the graft adds {} instructions per fault", costs[1].saturating_sub(costs[0])));
     out
+}
+
+/// VINO's table measured on the kernel's real paths: the demo programs run (read-ahead and
+/// encryption on file reads and writes, page eviction under a resident limit, group scheduling,
+/// and the hostile grafts for the aborts), and the dispatch path's phase stamps
+/// (`runtime::phases`) say where each point's calls spent their guest instructions.
+#[cfg(feature = "bench-paths")]
+fn real_paths() {
+    use runtime::phases;
+    // Lock and SFI are not on a point's path: the micro-benchmarks' figures (the other image,
+    // printed above this table by ./run.sh bench).
+    let lock = 0u64;
+    let sfi: Option<(u64, u64)> = None;
+    kprintln!();
+    kprintln!("bench: the demo programs on the real paths (fsgrafts, dbsim, schedtest, hostile), phases stamped in dispatch:");
+    for args in [&["fsgrafts"][..], &["dbsim"], &["schedtest", "10", "2"], &["hostile"]] {
+        let prog = args[0];
+        match crate::task::spawn(prog, args, None) {
+            Ok(pid) => {
+                let code = crate::task::run_to_exit(pid);
+                kprintln!("bench: {prog} exited with {code:?}");
+            }
+            Err(e) => kprintln!("bench: cannot run {prog}: {e}"),
+        }
+    }
+    let cols = [
+        ("RA", abi::point::FS_COMPUTE_RA),
+        ("VM", abi::point::VM_PICK_VICTIM),
+        ("Sched", abi::point::SCHED_PICK_NEXT),
+        ("Encrypt", abi::point::FS_WRITE_FILTER),
+    ];
+    let sums: Vec<[u64; 8]> = cols.iter().map(|&(_, p)| phases::take(p)).collect();
+    let per = |s: &[u64; 8], what: usize, n: usize| s[what].checked_div(s[n]).map_or(String::from("-"), |v| alloc::format!("{v}"));
+    let vino: [(&str, [&str; 4]); 8] = [
+        ("Indir", ["1", "1", "1", "0"]),
+        ("Begin", ["36", "52", "38", "32"]),
+        ("Graft", ["2", "160", "35", "166"]),
+        ("Check", ["-", "-", "-", "-"]),
+        ("Commit", ["28", "34", "30", "32"]),
+        ("Abort", ["29", "27", "33", "36"]),
+        ("Lock", ["33", "34", "33", "0"]),
+        ("SFI", ["-", "-", "-", "187"]),
+    ];
+    kprintln!("{:<8} {:>30} {:>30} {:>30} {:>30}", "", "RA", "VM", "Sched", "Encrypt");
+    kprintln!("{:<8} {:>30} {:>30} {:>30} {:>30}", "", "ours instr. (VINO us)", "ours instr. (VINO us)", "ours instr. (VINO us)", "ours instr. (VINO us)");
+    for (row, (name, v)) in vino.iter().enumerate() {
+        let cell = |c: usize| -> String {
+            let s = &sums[c];
+            let ours = match row {
+                0 => per(s, phases::INDIR, phases::CALLS),
+                1 => per(s, phases::BEGIN, phases::CALLS),
+                2 => per(s, phases::GRAFT, phases::CALLS),
+                3 => per(s, phases::CHECK, phases::CALLS),
+                4 => per(s, phases::COMMIT, phases::CALLS),
+                5 => per(s, phases::ABORT, phases::ABORTS),
+                6 => if lock > 0 { alloc::format!("{lock}*") } else { String::from("(above)*") },
+                _ => match (c, sfi) {
+                    (3, Some((checked, unchecked))) => alloc::format!("{}*", checked.saturating_sub(unchecked)),
+                    (3, None) => String::from("(above)*"),
+                    _ => String::from("-"),
+                },
+            };
+            alloc::format!("{ours} ({})", v[c])
+        };
+        kprintln!("{:<8} {:>30} {:>30} {:>30} {:>30}", name, cell(0), cell(1), cell(2), cell(3));
+    }
+    let total = |s: &[u64; 8]| {
+        [phases::INDIR, phases::BEGIN, phases::GRAFT, phases::CHECK, phases::COMMIT]
+            .iter()
+            .map(|&w| s[w].checked_div(s[phases::CALLS]).unwrap_or(0))
+            .sum::<u64>()
+    };
+    kprintln!(
+        "{:<8} {:>30} {:>30} {:>30} {:>30}",
+        "Total",
+        alloc::format!("{} (103)", total(&sums[0])),
+        alloc::format!("{} (307)", total(&sums[1])),
+        alloc::format!("{} (142)", total(&sums[2])),
+        alloc::format!("{} (417)", total(&sums[3]))
+    );
+    kprintln!(
+        "calls: {} committed, aborts {} | {} / {} | {} / {} | {} / {}   (* the micro-benchmarks above: not on a point's path)",
+        sums[0][phases::CALLS],
+        sums[0][phases::ABORTS],
+        sums[1][phases::CALLS],
+        sums[1][phases::ABORTS],
+        sums[2][phases::CALLS],
+        sums[2][phases::ABORTS],
+        sums[3][phases::CALLS],
+        sums[3][phases::ABORTS]
+    );
 }

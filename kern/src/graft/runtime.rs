@@ -594,6 +594,74 @@ impl Host for KernelHost<'_, '_> {
     }
 }
 
+/// Statements compiled only into the benchmark build (the phase stamps of `phases`).
+#[cfg(all(target_os = "none", feature = "bench-paths"))]
+macro_rules! phase {
+    ($($t:tt)*) => { $($t)* };
+}
+#[cfg(not(all(target_os = "none", feature = "bench-paths")))]
+macro_rules! phase {
+    ($($t:tt)*) => {};
+}
+
+/// Where a graft call's guest instructions go, per graft point, on the kernel's real paths
+/// (benchmark builds only): VINO's rows. Indir: finding the process's slot; Begin: starting
+/// the transaction; Graft: the graft's code; Check: validating its answer; Commit; Abort (the
+/// undo and the bookkeeping of an abort).
+#[cfg(all(target_os = "none", feature = "bench-paths"))]
+pub mod phases {
+    use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+    pub const INDIR: usize = 0;
+    pub const BEGIN: usize = 1;
+    pub const GRAFT: usize = 2;
+    pub const CHECK: usize = 3;
+    pub const COMMIT: usize = 4;
+    pub const ABORT: usize = 5;
+    pub const CALLS: usize = 6;
+    pub const ABORTS: usize = 7;
+    const N: usize = 8;
+
+    static ACC: [[AtomicU64; N]; super::MAX_POINTS] = [const { [const { AtomicU64::new(0) }; N] }; super::MAX_POINTS];
+    /// The stamp at the start of the dispatch in progress, and its indirection's cost (one
+    /// CPU): counted when the call commits.
+    pub static T0: AtomicU64 = AtomicU64::new(0);
+    pub static INDIR_COST: AtomicU64 = AtomicU64::new(0);
+
+    /// A committed call's phases.
+    pub fn committed(point: usize, begin: u64, graft: u64, check: u64, commit: u64) {
+        add(point, INDIR, INDIR_COST.load(Relaxed));
+        add(point, BEGIN, begin);
+        add(point, GRAFT, graft);
+        add(point, CHECK, check);
+        add(point, COMMIT, commit);
+        add(point, CALLS, 1);
+    }
+
+    #[inline(always)]
+    pub fn stamp() -> u64 {
+        crate::time::rdtsc()
+    }
+
+    #[inline(always)]
+    pub fn add(point: usize, what: usize, v: u64) {
+        if let Some(row) = ACC.get(point) {
+            row[what].fetch_add(v, Relaxed);
+        }
+    }
+
+    /// The sums for `point` (see the indices above), and clears them.
+    pub fn take(point: usize) -> [u64; N] {
+        let mut out = [0; N];
+        if let Some(row) = ACC.get(point) {
+            for (o, a) in out.iter_mut().zip(row) {
+                *o = a.swap(0, Relaxed);
+            }
+        }
+        out
+    }
+}
+
 /// Runs `point` for `owner`: the attached graft inside a transaction, or `default`.
 ///
 /// `args` are the point's value parameters, `buffers` its regions `r1..`; `validate` checks the
@@ -608,6 +676,7 @@ pub fn dispatch(
     validate: impl FnOnce(i32, &[&mut [u8]]) -> bool,
     default: impl FnOnce(&mut [&mut [u8]]) -> i32,
 ) -> (i32, Outcome) {
+    phase!(phases::T0.store(phases::stamp(), Ordering::Relaxed););
     // The indirection: a point nobody grafted costs one load.
     let Some(ps) = SLOTS.get(point.index).filter(|ps| ps.count.load(Ordering::Relaxed) != 0) else {
         return (default(buffers), Outcome::Default);
@@ -642,6 +711,7 @@ fn call_slot(
         drop(slots);
         return (default(buffers), Outcome::Default.to_u64());
     };
+    phase!(phases::INDIR_COST.store(phases::stamp().wrapping_sub(phases::T0.load(Ordering::Relaxed)), Ordering::Relaxed););
     match run_in_transaction(graft, txn, args, buffers, validate) {
         Ok(v) => (v, Outcome::Committed.to_u64()),
         Err(reason) => {
@@ -714,9 +784,11 @@ fn run_in_transaction(
     buffers: &mut [&mut [u8]],
     validate: impl FnOnce(i32, &[&mut [u8]]) -> bool,
 ) -> Result<i32, AbortReason> {
+    phase!(let t1 = phases::stamp(););
     if txn.begin().is_err() {
         return Err(AbortReason::ResourceLimit);
     }
+    phase!(let t2 = phases::stamp(););
     let locks = &callables::LOCKS;
     let outcome = {
         // One call of a graft at a time; only another CPU running the same graft could hold it.
@@ -728,11 +800,14 @@ fn run_in_transaction(
         graft.stats.fuel_used.fetch_add(spent, Ordering::Relaxed);
         r
     };
+    phase!(let t3 = phases::stamp(););
     let outcome = outcome.and_then(|v| if validate(v, buffers) { Ok(v) } else { Err(AbortReason::InvalidResult) });
+    phase!(let t4 = phases::stamp(););
     match outcome {
         Ok(v) => match txn.commit(locks) {
             Ok(()) => {
                 graft.stats.commits.fetch_add(1, Ordering::Relaxed);
+                phase!(phases::committed(graft.point.index, t2 - t1, t3 - t2, t4 - t3, phases::stamp() - t4););
                 Ok(v)
             }
             // A waiter timed out on a lock this thread holds: the commit aborted instead.
@@ -743,6 +818,7 @@ fn run_in_transaction(
             if let Err(e) = txn.abort(locks) {
                 log::error!("abort of {} failed: {e}", graft.id);
             }
+            phase!(phases::add(graft.point.index, phases::ABORT, phases::stamp() - t4); phases::add(graft.point.index, phases::ABORTS, 1););
             Err(reason)
         }
     }
