@@ -132,17 +132,21 @@ pub enum Sys {
     /// `[addr, addr + len)`, e.g. its buffer pool: `vm.pick_victim` sees the mark (flag bit 2),
     /// and swap-ins of marked pages are counted apart.
     VmMark = 40,
+    /// `graft_info(id, out, out_len) -> bytes`: one of the caller's grafts described as text
+    /// (as `bpftool prog dump` does): its point, state, code size, limits and statistics, then
+    /// its IR in the text format. `BufferTooSmall` if it does not fit.
+    GraftInfo = 41,
 }
 
 impl Sys {
-    pub const ALL: [Sys; 41] = [
+    pub const ALL: [Sys; 42] = [
         Sys::Exit, Sys::Spawn, Sys::Wait, Sys::Yield, Sys::Sleep, Sys::GetPid, Sys::Write,
         Sys::Read, Sys::Clock, Sys::Map, Sys::Unmap, Sys::GraftLoad, Sys::GraftAttach,
         Sys::GraftDetach, Sys::GraftStats, Sys::GraftList, Sys::FileList, Sys::FileRead,
         Sys::ThreadSpawn, Sys::ThreadExit, Sys::FutexWait, Sys::FutexWake, Sys::GetTid,
         Sys::GraftPoints, Sys::Open, Sys::Close, Sys::Seek, Sys::Stat, Sys::Fstat, Sys::Fsync,
         Sys::Sync, Sys::Unlink, Sys::Mkdir, Sys::Rmdir, Sys::Readdir, Sys::Rename, Sys::FsInfo,
-        Sys::Kstat, Sys::FailAlloc, Sys::VmLimit, Sys::VmMark,
+        Sys::Kstat, Sys::FailAlloc, Sys::VmLimit, Sys::VmMark, Sys::GraftInfo,
     ];
 
     pub fn from_number(n: u64) -> Option<Sys> {

@@ -92,6 +92,12 @@ pub(super) fn call(sys: Sys, a: [u64; 6]) -> Result<u64, Error> {
             copy_to_user(a[1], bytes)?;
             Ok(size as u64)
         }
+        Sys::GraftInfo => {
+            let pid = me()?;
+            let g = runtime::graft(GraftId(arg_u32(a[0])?)).filter(|g| g.owner == pid).ok_or(Error::NoSuchGraft)?;
+            let text = describe(&g)?;
+            write_out(a[1], a[2], text.as_bytes())
+        }
         Sys::GraftList => {
             let pid = me()?;
             let ids = runtime::try_grafts_of(pid).ok_or(Error::NoMemory)?;
@@ -106,6 +112,48 @@ pub(super) fn call(sys: Sys, a: [u64; 6]) -> Result<u64, Error> {
         }
         _ => Err(Error::NoSys),
     }
+}
+
+/// Most bytes a graft's description may take (the IR of the largest blob the kernel accepts
+/// prints in far less).
+const MAX_INFO: usize = 512 * 1024;
+
+/// A `fmt::Write` into memory reserved up front: never grows, so a description cannot make the
+/// kernel allocate past what it reserved; a longer one is `NoMemory`.
+struct Bounded(alloc::string::String);
+
+impl core::fmt::Write for Bounded {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        if self.0.len() + s.len() > self.0.capacity() {
+            return Err(core::fmt::Error);
+        }
+        self.0.push_str(s);
+        Ok(())
+    }
+}
+
+/// A loaded graft as text: point, state, code, limits, statistics, then its IR.
+fn describe(g: &runtime::Graft) -> Result<alloc::string::String, Error> {
+    use core::fmt::Write;
+    let mut out = Bounded(alloc::string::String::new());
+    out.0.try_reserve_exact(MAX_INFO).map_err(|_| Error::NoMemory)?;
+    let l = g.limits();
+    let s = g.stats();
+    let module = g.verified().module();
+    let r = (|| -> core::fmt::Result {
+        writeln!(out, "graft {} {} {}", g.id.0, g.point.name, if g.is_attached() { "attached" } else { "detached" })?;
+        writeln!(out, "code {} bytes, data region {} bytes, {} functions, {} instructions", g.code_size(), module.resources.data_size, module.functions.len(), module.inst_count())?;
+        writeln!(out, "limits: fuel {} per call, wall clock {} ms, graft memory {} bytes, detached after {} aborts", l.fuel, l.wall_ns / 1_000_000, l.memory, l.max_aborts)?;
+        write!(out, "statistics: calls {} commits {} fuel {}", s.calls, s.commits, s.fuel_used)?;
+        for (reason, n) in &s.aborts {
+            write!(out, " {reason:?}={n}")?;
+        }
+        writeln!(out)?;
+        writeln!(out)?;
+        write!(out, "{module}")
+    })();
+    r.map_err(|_| Error::NoMemory)?;
+    Ok(out.0)
 }
 
 fn attach_error(e: AttachError) -> Error {

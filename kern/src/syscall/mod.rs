@@ -88,7 +88,8 @@ fn call(sys: Sys, a: [u64; 6]) -> Result<u64, Error> {
         Sys::Write | Sys::Read | Sys::FileList | Sys::FileRead | Sys::Open | Sys::Close | Sys::Seek | Sys::Stat
         | Sys::Fstat | Sys::Fsync | Sys::Sync | Sys::Unlink | Sys::Mkdir | Sys::Rmdir | Sys::Readdir | Sys::Rename
         | Sys::FsInfo => file::call(sys, a),
-        Sys::GraftPoints | Sys::GraftLoad | Sys::GraftAttach | Sys::GraftDetach | Sys::GraftStats | Sys::GraftList => {
+        Sys::GraftPoints | Sys::GraftLoad | Sys::GraftAttach | Sys::GraftDetach | Sys::GraftStats | Sys::GraftList
+        | Sys::GraftInfo => {
             graft::call(sys, a)
         }
         Sys::VmLimit | Sys::VmMark => memory::call(sys, a),

@@ -116,6 +116,13 @@ pub fn points() -> Result<Vec<String>, Error> {
     Ok(args::split_nul_list(&bytes).into_iter().map(ToString::to_string).collect())
 }
 
+/// Graft `id` described as text, as `bpftool prog dump` does: point, state, code size, limits,
+/// statistics, then the IR in the text format.
+pub fn info(id: u32) -> Result<String, Error> {
+    let bytes = fs::grow_until_fits(|out| sys::graft_info(id, out))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
 /// The name of abort reason `code` (an index of `GraftStats::aborts`).
 pub fn abort_name(code: usize) -> &'static str {
     u32::try_from(code)

@@ -266,6 +266,14 @@ pub fn graft_points(out: &mut [u8]) -> Result<usize, Error> {
         .map(|n| (n as usize).min(out.len()))
 }
 
+/// Graft `id` described as text (its point, state, code, limits, statistics and IR); the bytes
+/// written.
+pub fn graft_info(id: u32, out: &mut [u8]) -> Result<usize, Error> {
+    // SAFETY: `out` is writable for its length.
+    result(unsafe { syscall3(Sys::GraftInfo as u64, id as u64, ptr(out.as_mut_ptr()), out.len() as u64) })
+        .map(|n| (n as usize).min(out.len()))
+}
+
 /// The ramdisk's file names, each followed by a NUL byte; the bytes written.
 pub fn file_list(out: &mut [u8]) -> Result<usize, Error> {
     // SAFETY: `out` is writable for its length.

@@ -41,6 +41,7 @@ programs and grafts (from the ramdisk the kernel booted with):
   load FILE POINT [PID]     load a graft blob from the ramdisk and attach it to POINT
                             for process PID (default: this shell)
   grafts                    list this shell's grafts with their statistics
+  grafts -v ID              one graft in full: point, code size, limits, statistics, its IR
   detach ID                 detach graft ID
   exit [CODE]               leave the shell";
 
@@ -296,7 +297,22 @@ fn cmd_load(words: &[String]) -> Result<(), Error> {
     Ok(())
 }
 
-fn cmd_grafts() -> Result<(), Error> {
+fn cmd_grafts(words: &[String]) -> Result<(), Error> {
+    // `grafts -v ID`: one graft in full, with its IR.
+    if let [flag, id] = words {
+        if flag == "-v" {
+            let Some(id) = parse_u64(id).and_then(|v| u32::try_from(v).ok()) else {
+                println!("usage: grafts [-v ID]");
+                return Ok(());
+            };
+            print!("{}", graft::info(id)?);
+            return Ok(());
+        }
+    }
+    if !words.is_empty() {
+        println!("usage: grafts [-v ID]");
+        return Ok(());
+    }
     let points = graft::points()?;
     let ids = graft::list()?;
     if ids.is_empty() {
@@ -346,7 +362,7 @@ fn execute(words: &[String]) -> Flow {
         "sleep" => cmd_sleep(rest),
         "points" => cmd_points(),
         "load" => cmd_load(rest),
-        "grafts" => cmd_grafts(),
+        "grafts" => cmd_grafts(rest),
         "detach" => cmd_detach(rest),
         "exit" => {
             let code = rest.first().and_then(|s| parse_i32(s)).unwrap_or(0);
