@@ -87,7 +87,7 @@ build_tools() {
   if [ ! -x "$BOOT" ]; then
     say "building the host tools (the first build compiles the bootloader and Cranelift: a few minutes)"
   fi
-  cargo build --release -p boot -p graftc
+  cargo build --release -p boot -p graftc -p benches
 }
 
 ADD_FILES=()
@@ -354,6 +354,7 @@ cmd_bench() {
     | grep -E '^(bench: |  +(RA|ours)|(Indir|Begin|Graft|Check|Commit|Abort|Lock|SFI|Total) |calls: )' \
     | grep -v 'exited with Some(0)'
   echo "(the demo programs' own output: $BUILD/paths.log)"
+  target/release/overhead-chart "$BUILD/paths.log" "$BUILD/bench/overhead.svg"
 }
 
 cmd_gdb() {
