@@ -37,6 +37,7 @@ pub mod process;
 pub mod robust;
 pub mod sync;
 pub mod sys;
+pub mod testing;
 pub mod thread;
 pub mod vm;
 

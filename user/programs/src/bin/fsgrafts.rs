@@ -184,6 +184,17 @@ fn readahead_demo() -> Result<(), String> {
     Ok(())
 }
 
+/// Reads block `block` of `path` right after a seek (so the default read-ahead's window is
+/// empty); the buffer cache's count of read-ahead requests before and after the read.
+fn read_block_after_seek(path: &str, block: u64) -> Result<(u64, u64), Error> {
+    let mut f = File::open(path, open::READ)?;
+    let mut buf = [0u8; BLOCK as usize];
+    f.seek(SeekFrom::Start(block * BLOCK))?;
+    let before = file::fs_info()?.cache_async_reads;
+    f.read_exact(&mut buf)?;
+    Ok((before, file::fs_info()?.cache_async_reads))
+}
+
 /// An aborted read-ahead graft that asked for reads issued none; a committing one did.
 fn prefetch_happens_only_at_commit() -> Result<(), String> {
     let path = "/data/ra3.bin";
@@ -191,14 +202,7 @@ fn prefetch_happens_only_at_commit() -> Result<(), String> {
     graft::attach(id, "fs.compute_ra", 0).map_err(|e| alloc::format!("attach: {e}"))?;
     // A read after a seek: the default read-ahead's window is empty, so any read-ahead request
     // would be the graft's.
-    let r = (|| -> Result<(u64, u64), Error> {
-        let mut f = File::open(path, open::READ)?;
-        let mut buf = [0u8; BLOCK as usize];
-        f.seek(SeekFrom::Start(40 * BLOCK))?;
-        let before = file::fs_info()?.cache_async_reads;
-        f.read_exact(&mut buf)?;
-        Ok((before, file::fs_info()?.cache_async_reads))
-    })();
+    let r = read_block_after_seek(path, 40);
     let stats = graft::stats(id).unwrap_or_default();
     let _ = graft::detach(id);
     let (before, after) = r.map_err(|e| alloc::format!("{path}: {e}"))?;
@@ -212,14 +216,7 @@ fn prefetch_happens_only_at_commit() -> Result<(), String> {
     let order: Vec<u64> = [40u64, 10, 11, 12].to_vec();
     let id = load_pattern_graft(&order)?;
     graft::attach(id, "fs.compute_ra", 0).map_err(|e| alloc::format!("attach: {e}"))?;
-    let r = (|| -> Result<(u64, u64), Error> {
-        let mut f = File::open(path, open::READ)?;
-        let mut buf = [0u8; BLOCK as usize];
-        f.seek(SeekFrom::Start(40 * BLOCK))?;
-        let before = file::fs_info()?.cache_async_reads;
-        f.read_exact(&mut buf)?;
-        Ok((before, file::fs_info()?.cache_async_reads))
-    })();
+    let r = read_block_after_seek(path, 40);
     let _ = graft::detach(id);
     let (before, after) = r.map_err(|e| alloc::format!("{path}: {e}"))?;
     if after - before != 3 {

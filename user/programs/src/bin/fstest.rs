@@ -26,38 +26,9 @@ use alloc::vec::Vec;
 use sysabi::{Error, FileStat, FsInfo, Sys};
 use ulib::file::{self, File, FileKind, SeekFrom, flags};
 use ulib::args::parse_u64;
-use ulib::{print, println, process, sys};
+use ulib::{check, expect_err, ok, print, println, process, sys};
 
-type TestResult = Result<(), String>;
-
-/// Fails the test unless `$e` is `Err($want)`.
-macro_rules! expect_err {
-    ($e:expr, $want:expr) => {
-        match $e {
-            Err(got) if got == $want => {}
-            Err(got) => return Err(format!("{}: expected {}, got {}", stringify!($e), $want, got)),
-            Ok(v) => return Err(format!("{}: expected {}, got Ok({:?})", stringify!($e), $want, v)),
-        }
-    };
-}
-
-/// Unwraps an Ok or fails the test with the error's name.
-macro_rules! ok {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(e) => return Err(format!("{}: {}", stringify!($e), e)),
-        }
-    };
-}
-
-macro_rules! check {
-    ($cond:expr, $($msg:tt)*) => {
-        if !$cond {
-            return Err(format!($($msg)*));
-        }
-    };
-}
+use ulib::testing::TestResult;
 
 const ROOT: &str = "/fstest";
 const WORK: &str = "/fstest/work";

@@ -15,38 +15,9 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering};
 use sysabi::{Error, Sys};
 use ulib::sync::Mutex;
-use ulib::{fs, graft, print, println, process, sys, thread};
+use ulib::{check, expect_err, fs, graft, ok, print, println, process, sys, thread};
 
-type TestResult = Result<(), String>;
-
-/// Fails the test unless `$e` is `Err($want)`.
-macro_rules! expect_err {
-    ($e:expr, $want:expr) => {
-        match $e {
-            Err(got) if got == $want => {}
-            Err(got) => return Err(format!("{}: expected {}, got {}", stringify!($e), $want, got)),
-            Ok(v) => return Err(format!("{}: expected {}, got Ok({:?})", stringify!($e), $want, v)),
-        }
-    };
-}
-
-/// Unwraps an Ok or fails the test with the error's name.
-macro_rules! ok {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(e) => return Err(format!("{}: {}", stringify!($e), e)),
-        }
-    };
-}
-
-macro_rules! check {
-    ($cond:expr, $($msg:tt)*) => {
-        if !$cond {
-            return Err(format!($($msg)*));
-        }
-    };
-}
+use ulib::testing::TestResult;
 
 /// A kernel-half address: never user memory.
 const KERNEL_ADDR: u64 = 0xffff_8000_0000_0000;
